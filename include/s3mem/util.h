@@ -1,0 +1,105 @@
+/*
+ * util.h - small helpers shared by every module: MD5, base64, time, errors,
+ * and the test-only allocation-failure hook.
+ *
+ * Promises: no function here aborts; every allocating function returns NULL
+ * (meaning -ENOMEM) or -ENOMEM and leaves its outputs untouched on failure.
+ * Thread-safe: no function keeps state, except the allocation hook, which is
+ * meant for single-threaded unit tests.
+ */
+#ifndef S3MEM_UTIL_H
+#define S3MEM_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- MD5 (RFC 1321) ---------------------------------------------------- */
+
+struct s3m_md5 {
+    uint32_t state[4];
+    uint64_t length;          /* bytes fed so far */
+    unsigned char buffer[64];
+};
+
+void s3m_md5_init(struct s3m_md5 *ctx);
+void s3m_md5_update(struct s3m_md5 *ctx, const void *data, size_t len);
+/* Writes the 16-byte digest; ctx must be initialised again before reuse. */
+void s3m_md5_final(struct s3m_md5 *ctx, unsigned char digest[16]);
+/* Writes 32 lowercase hex digits and a NUL into out. */
+void s3m_md5_hex(const unsigned char digest[16], char out[33]);
+/* Parses 32 hex digits (either case, nothing else) into digest.
+ * Returns true on success; false leaves digest unspecified. */
+bool s3m_md5_parse_hex(const char *hex, unsigned char digest[16]);
+
+/* ---- base64 (RFC 4648, standard alphabet, with padding) ----------------- */
+
+/* Length of the encoding of len bytes, not counting the NUL. */
+size_t s3m_base64_encoded_length(size_t len);
+/* Encodes len bytes into out, which holds encoded_length + 1 bytes; NUL-ends it. */
+void s3m_base64_encode(const void *data, size_t len, char *out);
+/* Decodes text (text_len bytes; padding optional, no whitespace) into out,
+ * which holds at least text_len / 4 * 3 + 3 bytes. Sets *out_len.
+ * Returns 0, or -EINVAL on a character outside the alphabet or a bad length. */
+int s3m_base64_decode(const char *text, size_t text_len, unsigned char *out,
+                      size_t *out_len);
+
+/* ---- time --------------------------------------------------------------- */
+
+/* Nanoseconds since the epoch, from CLOCK_REALTIME. */
+int64_t s3m_time_now_ns(void);
+/* Formats ns as ISO 8601 UTC with milliseconds: "2026-11-21T22:32:08.792Z".
+ * out holds at least 32 bytes. Negative times are formatted too. */
+void s3m_time_format_iso(int64_t ns, char out[32]);
+/* Parses "YYYY-MM-DDTHH:MM:SS[.fff...]Z" (fraction optional, any digits) into
+ * ns. Returns 0 or -EINVAL. */
+int s3m_time_parse_iso(const char *text, int64_t *ns);
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Optional caller-owned error report: the first error wins. */
+struct s3m_error {
+    int code;                 /* positive errno, 0 while no error */
+    char message[512];        /* lower case, problem first, naming the thing */
+};
+
+/* Records code (positive or negative errno) and a printf-style message in
+ * err unless err is NULL or already holds an error. Returns -abs(code) so a
+ * caller can write `return s3m_error_set(err, ENOENT, "...")`. */
+int s3m_error_set(struct s3m_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void s3m_error_clear(struct s3m_error *err);
+
+/* ---- log ---------------------------------------------------------------- */
+
+/* Writes one line "TIME s3mem: MESSAGE" to stderr (the daemon's log). */
+void s3m_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- allocation --------------------------------------------------------- */
+
+/* malloc/calloc/realloc/strdup/strndup that every module uses, so that unit
+ * tests can fail the Nth allocation. Same contracts as the libc functions. */
+void *s3m_malloc(size_t size);
+void *s3m_calloc(size_t count, size_t size);
+void *s3m_realloc(void *ptr, size_t size);
+char *s3m_strdup(const char *text);
+char *s3m_strndup(const char *text, size_t len);
+void *s3m_memdup(const void *data, size_t len);
+
+/* Test hook: make the nth allocation from now (1-based) fail, and every one
+ * after it while `sticky`; 0 turns failures off. Returns the number of
+ * allocations made since the last call, so a loop can learn how many a call
+ * needs. Not thread-safe: for single-threaded unit tests only. */
+size_t s3m_alloc_fail_after(size_t nth, bool sticky);
+
+/* ---- hashing ------------------------------------------------------------ */
+
+/* 64-bit hash of len bytes (xxh3). */
+uint64_t s3m_hash(const void *data, size_t len);
+
+/* ---- UTF-8 -------------------------------------------------------------- */
+
+/* True when len bytes are valid UTF-8 (no overlongs, no surrogates). */
+bool s3m_utf8_valid(const char *text, size_t len);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * dir.c - the namespace handlers: lookup, forget, mkdir, rmdir, unlink,
+ * rename. Each replies exactly once; fs->lock is never held while replying.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs_internal.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+/* The file key of (parent, name): parent's directory prefix + name. */
+static int child_key(struct s3m_fs *fs, fuse_ino_t parent, const char *name,
+                     struct fs_key *key)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, parent);
+    int rc = node ? node_dir_key(fs, node, key) : -ENOENT;
+    pthread_mutex_unlock(&fs->lock);
+    if (rc == 0)
+        rc = key_append(key, name, strlen(name), false);
+    return rc;
+}
+
+void fs_reply_new_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t parent,
+                            const char *name, bool is_dir, const struct stat *st)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *pnode = node_by_ino(fs, parent);
+    struct fs_node *node = pnode ? node_lookup(fs, pnode, name, strlen(name), is_dir)
+                                 : NULL;
+    pthread_mutex_unlock(&fs->lock);
+    if (!node) {
+        fuse_reply_err(req, pnode ? ENOMEM : ENOENT);
+        return;
+    }
+    fs_reply_entry(fs, req, node, st);
+}
+
+/* Stats whatever (file or directory) key names; sets *is_dir. */
+static int stat_key(struct s3m_fs *fs, struct fs_key *key, bool *is_dir,
+                    struct stat *st)
+{
+    int kind = fs_kind_of(fs, key->text, key->len);
+    if (kind == 0)
+        return -ENOENT;
+    *is_dir = kind == S_IFDIR;
+    if (!*is_dir)
+        return fs_stat_file(fs, key->text, st);
+    int rc = key_append(key, "", 0, true);
+    return rc ? rc : fs_stat_dir(fs, key->text, st);
+}
+
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    size_t len = strlen(name);
+    struct fs_key key;
+    struct stat st;
+    bool is_dir = false;
+    int rc = len > S3M_NAME_MAX ? -ENAMETOOLONG : 0;
+    if (rc == 0 && !s3m_path_segment_ok(name, len))
+        rc = -ENOENT;
+    if (rc == 0)
+        rc = child_key(fs, parent, name, &key);
+    if (rc == 0)
+        rc = stat_key(fs, &key, &is_dir, &st);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fs_reply_new_entry(fs, req, parent, name, is_dir, &st);
+}
+
+void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, ino);
+    if (node)
+        node_forget(fs, node, nlookup);
+    pthread_mutex_unlock(&fs->lock);
+    fuse_reply_none(req);
+}
+
+void fs_op_forget_multi(fuse_req_t req, size_t count,
+                        struct fuse_forget_data *forgets)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    pthread_mutex_lock(&fs->lock);
+    for (size_t i = 0; i < count; i++) {
+        struct fs_node *node = node_by_ino(fs, forgets[i].ino);
+        if (node)
+            node_forget(fs, node, forgets[i].nlookup);
+    }
+    pthread_mutex_unlock(&fs->lock);
+    fuse_reply_none(req);
+}
+
+int fs_prepare_new(struct s3m_fs *fs, fuse_ino_t parent, const char *name,
+                   bool is_dir, struct fs_key *key, struct stat *pst,
+                   const char *op)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, parent);
+    int rc = node ? node_dir_key(fs, node, key) : -ENOENT;
+    pthread_mutex_unlock(&fs->lock);
+    if (rc)
+        return rc;
+    if (fs_stat_dir(fs, key->text, pst))
+        return -ENOENT; /* the parent vanished */
+    size_t len = strlen(name);
+    rc = s3m_path_check_new(name, len, key->len, is_dir);
+    if (rc) {
+        const char *why = rc == -EILSEQ ? "name is not valid UTF-8"
+                        : rc == -ENAMETOOLONG ? "key would exceed 1024 bytes or name 255"
+                        : "not a valid name";
+        char what[sizeof(key->text) + S3M_NAME_MAX + 8];
+        snprintf(what, sizeof(what), "%s%.*s", key->text, (int)len, name);
+        fs_log_refusal(fs, op, what, rc, why);
+        return rc;
+    }
+    rc = key_append(key, name, len, false);
+    if (rc == 0 && fs_kind_of(fs, key->text, key->len))
+        rc = -EEXIST;
+    return rc;
+}
+
+void fs_new_owner(fuse_req_t req, const struct stat *pst,
+                  struct s3m_put_attrs *attrs)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    attrs->has_owner = true;
+    attrs->uid = ctx->uid;
+    attrs->gid = (pst->st_mode & S_ISGID) ? pst->st_gid : ctx->gid;
+}
+
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+                 mode_t mode)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct fs_key key;
+    struct stat pst, st;
+    int rc = fs_prepare_new(fs, parent, name, true, &key, &pst, "mkdir");
+    if (rc == 0)
+        rc = key_append(&key, "", 0, true);
+    if (rc == 0) {
+        struct s3m_put_attrs attrs = {.mode = S_IFDIR | (mode & 07777)};
+        fs_new_owner(req, &pst, &attrs);
+        if (pst.st_mode & S_ISGID)
+            attrs.mode |= S_ISGID;
+        rc = s3m_store_put(fs->store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
+    }
+    if (rc == 0)
+        rc = fs_stat_dir(fs, key.text, &st);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fs_reply_new_entry(fs, req, parent, name, true, &st);
+}
+
+/* Forgets the namespace entry (parent, name) after it was removed. */
+static void unlink_node(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *pnode = node_by_ino(fs, parent);
+    struct fs_node *node = pnode ? node_find(fs, pnode, name, strlen(name)) : NULL;
+    if (node)
+        node_unlink(fs, node);
+    pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct fs_key key;
+    int rc = child_key(fs, parent, name, &key);
+    if (rc == 0)
+        rc = key_append(&key, "", 0, true);
+    if (rc == 0)
+        rc = s3m_store_delete_marker(fs->store, key.text);
+    if (rc == -ENOENT && s3m_store_head(fs->store, key.text, NULL) != 0 &&
+        fs_kind_of(fs, key.text, key.len - 1) == S_IFREG)
+        rc = -ENOTDIR;
+    if (rc == 0)
+        unlink_node(fs, parent, name);
+    fuse_reply_err(req, -rc);
+}
+
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct fs_key key;
+    int rc = child_key(fs, parent, name, &key);
+    if (rc == 0 && fs_kind_of(fs, key.text, key.len) == S_IFDIR)
+        rc = -EISDIR;
+    if (rc == 0)
+        rc = s3m_store_delete(fs->store, key.text);
+    if (rc == 0)
+        unlink_node(fs, parent, name);
+    fuse_reply_err(req, -rc);
+}
+
+/* Renames a directory prefix: dst must not exist or be an empty directory. */
+static int rename_dir(struct s3m_fs *fs, struct fs_key *src, struct fs_key *dst,
+                      int dst_kind, bool noreplace)
+{
+    if (dst_kind == S_IFREG)
+        return -ENOTDIR;
+    int rc = key_append(src, "", 0, true);
+    if (rc == 0)
+        rc = key_append(dst, "", 0, true);
+    if (rc)
+        return rc;
+    if (dst_kind == S_IFDIR) {
+        if (noreplace)
+            return -EEXIST;
+        rc = s3m_store_delete_marker(fs->store, dst->text);
+        if (rc && rc != -ENOENT)
+            return rc;
+    }
+    return s3m_store_move_prefix(fs->store, src->text, dst->text, NULL);
+}
+
+static int rename_keys(struct s3m_fs *fs, struct fs_key *src, struct fs_key *dst,
+                       unsigned flags)
+{
+    bool noreplace = flags & RENAME_NOREPLACE;
+    int src_kind = fs_kind_of(fs, src->text, src->len);
+    int dst_kind = fs_kind_of(fs, dst->text, dst->len);
+    if (src_kind == 0)
+        return -ENOENT;
+    if (src_kind == S_IFDIR)
+        return rename_dir(fs, src, dst, dst_kind, noreplace);
+    if (dst_kind == S_IFDIR)
+        return -EISDIR;
+    return s3m_store_move(fs->store, src->text, dst->text, noreplace);
+}
+
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+                  fuse_ino_t newparent, const char *newname, unsigned flags)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct fs_key src = {.len = 0}, dst;
+    if (flags & ~(unsigned)RENAME_NOREPLACE) {
+        fs_log_refusal(fs, "rename", name, -EINVAL, "only RENAME_NOREPLACE is supported");
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    size_t newlen = strlen(newname);
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *from = node_by_ino(fs, parent);
+    struct fs_node *to = node_by_ino(fs, newparent);
+    int rc = from && to ? node_dir_key(fs, from, &src) : -ENOENT;
+    if (rc == 0)
+        rc = node_dir_key(fs, to, &dst);
+    if (rc == 0)
+        rc = s3m_path_check_new(newname, newlen, dst.len, false);
+    if (rc == 0)
+        rc = key_append(&src, name, strlen(name), false);
+    if (rc == 0)
+        rc = key_append(&dst, newname, newlen, false);
+    if (rc == 0)
+        rc = rename_keys(fs, &src, &dst, flags);
+    if (rc == 0) {
+        struct fs_node *replaced = node_find(fs, to, newname, newlen);
+        struct fs_node *moved = node_find(fs, from, name, strlen(name));
+        if (replaced && replaced != moved)
+            node_unlink(fs, replaced);
+        if (moved)
+            rc = node_move(fs, moved, to, newname, newlen);
+        if (rc && moved)
+            node_unlink(fs, moved); /* no memory: the kernel looks it up again */
+        rc = 0;
+    }
+    pthread_mutex_unlock(&fs->lock);
+    if (rc && rc != -ENOENT && rc != -EEXIST && rc != -ENOTEMPTY)
+        fs_log_refusal(fs, "rename", src.text, rc, NULL);
+    fuse_reply_err(req, -rc);
+}

@@ -1,0 +1,338 @@
+/*
+ * file.c - attributes and file data: getattr, setattr, open, create, read,
+ * write, flush, fsync, release. An open file is a struct fs_file holding a
+ * reference to its store object (fi->fh); reads reply straight from the
+ * body's chunks (fuse_reply_iov) while holding a body reference.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs_internal.h"
+
+#define READ_IOV_MAX 64
+
+static struct fs_file *file_of(const struct fuse_file_info *fi)
+{
+    return fi ? (struct fs_file *)(uintptr_t)fi->fh : NULL;
+}
+
+/* The key of inode ino (a file key, or a directory prefix) and its kind. */
+static int ino_key(struct s3m_fs *fs, fuse_ino_t ino, struct fs_key *key,
+                   bool *is_dir)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, ino);
+    int rc = node ? node_key(fs, node, key) : -ENOENT;
+    if (node)
+        *is_dir = node->is_dir;
+    pthread_mutex_unlock(&fs->lock);
+    return rc;
+}
+
+static int stat_ino(struct s3m_fs *fs, fuse_ino_t ino, struct fs_file *file,
+                    struct stat *st)
+{
+    int rc = 0;
+    if (file) {
+        struct s3m_object_info info;
+        s3m_object_head(fs->store, file->obj, &info);
+        fs_stat_from_info(&info, false, st);
+        s3m_object_info_release(&info);
+    } else {
+        struct fs_key key;
+        bool is_dir = false;
+        rc = ino_key(fs, ino, &key, &is_dir);
+        if (rc == 0)
+            rc = is_dir ? fs_stat_dir(fs, key.text, st)
+                        : fs_stat_file(fs, key.text, st);
+    }
+    st->st_ino = ino;
+    return rc;
+}
+
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct stat st;
+    int rc = stat_ino(fs, ino, file_of(fi), &st);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, &st, fs->timeout);
+}
+
+static int64_t time_ns(const struct timespec *ts)
+{
+    return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static void attr_update_from(const struct stat *attr, int to_set,
+                             struct s3m_attr_update *update)
+{
+    int64_t now = s3m_time_now_ns();
+    memset(update, 0, sizeof(*update));
+    if (to_set & FUSE_SET_ATTR_MODE) {
+        update->flags |= S3M_ATTR_MODE;
+        update->mode = attr->st_mode & 07777;
+    }
+    if (to_set & FUSE_SET_ATTR_UID) {
+        update->flags |= S3M_ATTR_UID;
+        update->uid = attr->st_uid;
+    }
+    if (to_set & FUSE_SET_ATTR_GID) {
+        update->flags |= S3M_ATTR_GID;
+        update->gid = attr->st_gid;
+    }
+    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+        update->flags |= S3M_ATTR_MTIME;
+        update->mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now
+                                                              : time_ns(&attr->st_mtim);
+    }
+    if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+        update->flags |= S3M_ATTR_ATIME;
+        update->atime_ns = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? now
+                                                              : time_ns(&attr->st_atim);
+    }
+    if (to_set & FUSE_SET_ATTR_CTIME) {
+        update->flags |= S3M_ATTR_CTIME;
+        update->ctime_ns = time_ns(&attr->st_ctim);
+    }
+}
+
+/* setattr on the root, whose attributes live in fs. */
+static void set_root_attrs(struct s3m_fs *fs, const struct s3m_attr_update *u)
+{
+    pthread_mutex_lock(&fs->lock);
+    if (u->flags & S3M_ATTR_MODE)
+        fs->root_mode = u->mode;
+    if (u->flags & S3M_ATTR_UID)
+        fs->root_uid = u->uid;
+    if (u->flags & S3M_ATTR_GID)
+        fs->root_gid = u->gid;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+/* The object setattr changes: the open file's, or the key's (a directory's
+ * marker is created when it is implicit). New reference or NULL (*root set
+ * for the root, which has no object). */
+static struct s3m_object *setattr_target(struct s3m_fs *fs, fuse_ino_t ino,
+                                         struct fs_file *file, int to_set,
+                                         bool *root, int *rc)
+{
+    *root = false;
+    *rc = 0;
+    if (file)
+        return s3m_object_ref(file->obj);
+    struct fs_key key;
+    bool is_dir = false;
+    *rc = ino_key(fs, ino, &key, &is_dir);
+    if (*rc)
+        return NULL;
+    if (is_dir && (to_set & FUSE_SET_ATTR_SIZE)) {
+        *rc = -EISDIR;
+        return NULL;
+    }
+    if (is_dir && strcmp(key.text, fs->key_prefix) == 0) {
+        *root = true;
+        return NULL;
+    }
+    if (is_dir && (*rc = fs_ensure_marker(fs, key.text)) != 0)
+        return NULL;
+    return s3m_store_open(fs->store, key.text, rc);
+}
+
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                   int to_set, struct fuse_file_info *fi)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct s3m_attr_update update;
+    bool root;
+    int rc;
+    attr_update_from(attr, to_set, &update);
+    struct s3m_object *obj = setattr_target(fs, ino, file_of(fi), to_set,
+                                            &root, &rc);
+    if (root)
+        set_root_attrs(fs, &update);
+    if (obj && (to_set & FUSE_SET_ATTR_SIZE))
+        rc = s3m_object_truncate(fs->store, obj, (uint64_t)attr->st_size);
+    if (obj && rc == 0)
+        rc = s3m_object_set_attrs(fs->store, obj, &update);
+    s3m_object_unref(obj);
+    struct stat st;
+    if (rc == 0)
+        rc = stat_ino(fs, ino, file_of(fi), &st);
+    if (rc) {
+        if (rc == -EFBIG || rc == -ENOSPC)
+            fs_log_refusal(fs, "truncate", "file", rc, rc == -EFBIG ?
+                           "object over max_object_size" : "store over max_memory");
+        fuse_reply_err(req, -rc);
+    } else {
+        fuse_reply_attr(req, &st, fs->timeout);
+    }
+}
+
+/* New handle for obj (taken) with the open flags applied. */
+static int file_open(struct s3m_fs *fs, struct s3m_object *obj,
+                     struct fuse_file_info *fi)
+{
+    int rc = 0;
+    if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
+        rc = s3m_object_truncate(fs->store, obj, 0);
+    struct fs_file *file = rc ? NULL : s3m_malloc(sizeof(*file));
+    if (!file) {
+        s3m_object_unref(obj);
+        return rc ? rc : -ENOMEM;
+    }
+    file->obj = obj;
+    fi->fh = (uint64_t)(uintptr_t)file;
+    fi->keep_cache = 0;
+    return 0;
+}
+
+static void file_close(struct fuse_file_info *fi)
+{
+    struct fs_file *file = file_of(fi);
+    if (!file)
+        return;
+    s3m_object_unref(file->obj);
+    free(file);
+    fi->fh = 0;
+}
+
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct fs_key key;
+    bool is_dir = false;
+    int rc = ino_key(fs, ino, &key, &is_dir);
+    if (rc == 0 && is_dir)
+        rc = -EISDIR;
+    struct s3m_object *obj = rc ? NULL : s3m_store_open(fs->store, key.text, &rc);
+    if (obj)
+        rc = file_open(fs, obj, fi);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    if (fuse_reply_open(req, fi) != 0)
+        file_close(fi);
+}
+
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                  mode_t mode, struct fuse_file_info *fi)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct fs_key key;
+    struct stat pst, st;
+    int rc = fs_prepare_new(fs, parent, name, false, &key, &pst, "create");
+    if (rc == 0) {
+        struct s3m_put_attrs attrs = {.mode = S_IFREG | (mode & 07777)};
+        fs_new_owner(req, &pst, &attrs);
+        rc = s3m_store_put(fs->store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
+    }
+    if (rc == -EEXIST && !(fi->flags & O_EXCL) &&
+        fs_kind_of(fs, key.text, key.len) == S_IFREG)
+        rc = 0; /* created meanwhile by another request: open it */
+    struct s3m_object *obj = rc ? NULL : s3m_store_open(fs->store, key.text, &rc);
+    if (obj)
+        rc = file_open(fs, obj, fi);
+    if (rc == 0 && (rc = stat_ino(fs, 0, file_of(fi), &st)) != 0)
+        file_close(fi);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *pnode = node_by_ino(fs, parent);
+    struct fs_node *node = pnode ? node_lookup(fs, pnode, name, strlen(name), false)
+                                 : NULL;
+    pthread_mutex_unlock(&fs->lock);
+    if (!node) {
+        file_close(fi);
+        fuse_reply_err(req, pnode ? ENOMEM : ENOENT);
+        return;
+    }
+    struct fuse_entry_param entry = {.ino = node->ino, .attr = st,
+                                     .attr_timeout = fs->timeout,
+                                     .entry_timeout = fs->timeout};
+    entry.attr.st_ino = node->ino;
+    if (fuse_reply_create(req, &entry, fi) != 0) {
+        pthread_mutex_lock(&fs->lock);
+        node_forget(fs, node, 1);
+        pthread_mutex_unlock(&fs->lock);
+        file_close(fi);
+    }
+}
+
+/* Replies with a copy when the range needs more iovecs than we keep. */
+static void reply_copy(fuse_req_t req, struct s3m_body *body, size_t size,
+                       off_t off)
+{
+    char *buffer = s3m_malloc(size ? size : 1);
+    if (!buffer) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t got = s3m_body_read(body, (uint64_t)off, buffer, size);
+    fuse_reply_buf(req, buffer, got);
+    free(buffer);
+}
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                struct fuse_file_info *fi)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct fs_file *file = file_of(fi);
+    struct s3m_body *body = s3m_object_body(fs->store, file->obj);
+    struct iovec iov[READ_IOV_MAX];
+    size_t total = 0;
+    uint64_t body_size = s3m_body_size(body);
+    size_t wanted = (uint64_t)off >= body_size ? 0
+                  : (size_t)(body_size - (uint64_t)off < size ? body_size - (uint64_t)off : size);
+    int count = s3m_body_iov(body, (uint64_t)off, size, iov, READ_IOV_MAX, &total);
+    if (total < wanted)
+        reply_copy(req, body, size, off);
+    else
+        fuse_reply_iov(req, iov, count);
+    s3m_body_unref(body);
+}
+
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+                 off_t off, struct fuse_file_info *fi)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    struct fs_file *file = file_of(fi);
+    int rc = off < 0 ? -EINVAL
+                     : s3m_object_write(fs->store, file->obj, (uint64_t)off, buf, size);
+    if (rc) {
+        char what[32];
+        snprintf(what, sizeof(what), "inode %lu", (unsigned long)ino);
+        fs_log_refusal(fs, "write", what, rc,
+                       rc == -EFBIG ? "object over max_object_size"
+                       : rc == -ENOSPC ? "store over max_memory" : NULL);
+        fuse_reply_err(req, -rc);
+    } else {
+        fuse_reply_write(req, size);
+    }
+}
+
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, 0);
+}
+
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+                 struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, 0); /* memory is the medium: nothing to flush */
+}
+
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    file_close(fi);
+    fuse_reply_err(req, 0);
+}

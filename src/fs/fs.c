@@ -1,0 +1,184 @@
+/*
+ * fs.c - the FUSE layer's lifecycle, its handler table, statfs, and the
+ * requests an object store refuses (symlinks, hard links, device nodes).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fs_internal.h"
+
+struct s3m_fs *s3m_fs_new(const struct s3m_fs_config *config,
+                          struct s3m_store *store)
+{
+    struct s3m_fs *fs = s3m_calloc(1, sizeof(*fs));
+    if (!fs)
+        return NULL;
+    fs->key_prefix = s3m_strdup(config->key_prefix ? config->key_prefix : "");
+    fs->control_dir = s3m_strdup(config->control_dir ? config->control_dir : ".s3mem");
+    if (!fs->key_prefix || !fs->control_dir || nodes_init(fs) != 0) {
+        free(fs->key_prefix);
+        free(fs->control_dir);
+        free(fs);
+        return NULL;
+    }
+    fs->key_prefix_len = strlen(fs->key_prefix);
+    fs->store = store;
+    fs->uid = config->uid;
+    fs->gid = config->gid;
+    fs->timeout = config->timeout;
+    fs->verbose = config->verbose;
+    fs->start_ns = s3m_time_now_ns();
+    fs->root_mode = 0755;
+    fs->root_uid = config->uid;
+    fs->root_gid = config->gid;
+    pthread_mutex_init(&fs->lock, NULL);
+    return fs;
+}
+
+void s3m_fs_free(struct s3m_fs *fs)
+{
+    if (!fs)
+        return;
+    nodes_release(fs);
+    pthread_mutex_destroy(&fs->lock);
+    free(fs->key_prefix);
+    free(fs->control_dir);
+    free(fs);
+}
+
+void s3m_fs_set_session(struct s3m_fs *fs, struct fuse_session *session)
+{
+    fs->session = session;
+}
+
+struct s3m_store *s3m_fs_store(struct s3m_fs *fs)
+{
+    return fs->store;
+}
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+    if (conn->capable & FUSE_CAP_READDIRPLUS)
+        conn->want |= FUSE_CAP_READDIRPLUS;
+    /* readdirplus always: ls -l needs no lookup per entry */
+    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+    /* the kernel must not cache pages across opens: a control command may
+     * change a body behind its back */
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    if (conn->capable & FUSE_CAP_SPLICE_READ)
+        conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+    conn->max_write = 1024 * 1024;
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    const struct s3m_store_config *config = s3m_store_config(fs->store);
+    struct s3m_store_stats stats;
+    s3m_store_stats(fs->store, &stats);
+    uint64_t total = config->max_memory;
+    if (!total)
+        total = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    const uint64_t block = 4096;
+    uint64_t used = (stats.memory_used + block - 1) / block;
+    uint64_t blocks = total / block;
+    struct statvfs st = {0};
+    st.f_bsize = block;
+    st.f_frsize = block;
+    st.f_blocks = blocks;
+    st.f_bfree = used > blocks ? 0 : blocks - used;
+    st.f_bavail = st.f_bfree;
+    st.f_files = stats.object_count + (st.f_bfree ? st.f_bfree : 1);
+    st.f_ffree = st.f_files - stats.object_count;
+    st.f_favail = st.f_ffree;
+    st.f_namemax = S3M_NAME_MAX;
+    fuse_reply_statfs(req, &st);
+}
+
+static void refuse(fuse_req_t req, const char *op, const char *name, int err,
+                   const char *why)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    fs_log_refusal(fs, op, name, -err, why);
+    fuse_reply_err(req, err);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+                       const char *name)
+{
+    refuse(req, "symlink", name, EPERM, "symbolic links are not objects");
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+                    const char *newname)
+{
+    refuse(req, "link", newname, EPERM, "hard links are not objects");
+}
+
+/* mknod makes regular files (as create without opening); anything else is
+ * not an object. */
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+                     mode_t mode, dev_t rdev)
+{
+    struct s3m_fs *fs = fuse_req_userdata(req);
+    if (!S_ISREG(mode)) {
+        refuse(req, "mknod", name, EPERM,
+               "device nodes, FIFOs and sockets are not objects");
+        return;
+    }
+    struct fs_key key;
+    struct stat pst, st;
+    int rc = fs_prepare_new(fs, parent, name, false, &key, &pst, "mknod");
+    if (rc == 0) {
+        struct s3m_put_attrs attrs = {.mode = S_IFREG | (mode & 07777)};
+        fs_new_owner(req, &pst, &attrs);
+        rc = s3m_store_put(fs->store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
+    }
+    if (rc == 0)
+        rc = fs_stat_file(fs, key.text, &st);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fs_reply_new_entry(fs, req, parent, name, false, &st);
+}
+
+static const struct fuse_lowlevel_ops operations = {
+    .init = fs_init,
+    .lookup = fs_op_lookup,
+    .forget = fs_op_forget,
+    .forget_multi = fs_op_forget_multi,
+    .getattr = fs_op_getattr,
+    .setattr = fs_op_setattr,
+    .mknod = fs_mknod,
+    .mkdir = fs_op_mkdir,
+    .unlink = fs_op_unlink,
+    .rmdir = fs_op_rmdir,
+    .symlink = fs_symlink,
+    .rename = fs_op_rename,
+    .link = fs_link,
+    .open = fs_op_open,
+    .read = fs_op_read,
+    .write = fs_op_write,
+    .flush = fs_op_flush,
+    .release = fs_op_release,
+    .fsync = fs_op_fsync,
+    .opendir = fs_op_opendir,
+    .readdir = fs_op_readdir,
+    .readdirplus = fs_op_readdirplus,
+    .releasedir = fs_op_releasedir,
+    .statfs = fs_statfs,
+    .setxattr = fs_op_setxattr,
+    .getxattr = fs_op_getxattr,
+    .listxattr = fs_op_listxattr,
+    .removexattr = fs_op_removexattr,
+    .create = fs_op_create,
+};
+
+const struct fuse_lowlevel_ops *s3m_fs_operations(void)
+{
+    return &operations;
+}

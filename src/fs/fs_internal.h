@@ -1,0 +1,191 @@
+/*
+ * fs_internal.h - the FUSE layer's private structures.
+ *
+ * Design note
+ * -----------
+ * Inodes: a node is a (parent node, name) pair with a 64-bit inode number
+ * that is never reused within a mount. A node's key is found by walking its
+ * parents, so renaming a directory renames one node and every node below it
+ * follows. Two hash tables (xxhash) find nodes by inode number and by
+ * (parent, name). The kernel's lookup count is kept per node; a node is freed
+ * when the kernel has forgotten it (count 0) and no child node refers to it.
+ * Root (inode 1) is pinned.
+ *
+ * Nodes hold no object data: attributes come from the store at each request,
+ * so a change behind the kernel's back (restore, load) is seen by the next
+ * request. Open files hold a store object reference (struct fs_file), so an
+ * unlinked or renamed file stays readable and writable through its handle.
+ *
+ * Locks: fs->lock (a mutex) guards both tables and every node field. It may
+ * be held while calling into the store (rename does, to be atomic); the
+ * store never calls back. Nothing replies to FUSE with fs->lock held.
+ */
+#ifndef S3MEM_FS_INTERNAL_H
+#define S3MEM_FS_INTERNAL_H
+
+#include <pthread.h>
+
+#include "s3mem/fs.h"
+#include "s3mem/path.h"
+#include "s3mem/util.h"
+
+#define FS_ROOT_INO FUSE_ROOT_ID
+
+struct fs_node {
+    fuse_ino_t ino;
+    struct fs_node *parent;        /* referenced: parent->children counts us */
+    char *name;                    /* owned; NULL for root */
+    size_t name_len;
+    uint64_t lookups;              /* kernel lookup count */
+    uint64_t children;             /* nodes whose parent is this one */
+    bool is_dir;
+    bool linked;                   /* in the (parent, name) table */
+    struct fs_node *ino_next;      /* chain in the inode table */
+    struct fs_node *name_next;     /* chain in the name table */
+};
+
+struct node_table {
+    struct fs_node **by_ino;
+    struct fs_node **by_name;
+    size_t bucket_count;           /* same for both, power of two */
+    size_t count;
+};
+
+struct s3m_fs {
+    pthread_mutex_t lock;          /* guards nodes and root_* fields */
+    struct node_table nodes;       /* guarded by lock */
+    fuse_ino_t next_ino;           /* guarded by lock */
+    struct fs_node *root;          /* pinned */
+    struct s3m_store *store;       /* borrowed */
+    struct fuse_session *session;  /* set before the loop runs */
+    char *key_prefix;              /* owned; "" or ends with '/' */
+    size_t key_prefix_len;
+    char *control_dir;             /* owned */
+    uid_t uid;                     /* mounting user */
+    gid_t gid;
+    double timeout;
+    bool verbose;
+    int64_t start_ns;              /* times of implicit directories */
+    uint32_t root_mode;            /* guarded by lock */
+    uid_t root_uid;                /* guarded by lock */
+    gid_t root_gid;                /* guarded by lock */
+};
+
+/* An open file: a reference to its object. */
+struct fs_file {
+    struct s3m_object *obj;        /* owned reference */
+};
+
+/* A key being built: the key prefix, parents' names, the name. */
+struct fs_key {
+    char text[S3M_KEY_MAX + S3M_NAME_MAX + 4];
+    size_t len;
+};
+
+/* ---- nodes.c (callers hold fs->lock unless a function says it takes it) */
+int nodes_init(struct s3m_fs *fs);
+void nodes_release(struct s3m_fs *fs);
+struct fs_node *node_by_ino(struct s3m_fs *fs, fuse_ino_t ino);
+/* Finds or makes the node for (parent, name) of the given kind and counts
+ * one lookup. A node of the other kind is unlinked and replaced. NULL on
+ * -ENOMEM. */
+struct fs_node *node_lookup(struct s3m_fs *fs, struct fs_node *parent,
+                            const char *name, size_t len, bool is_dir);
+struct fs_node *node_find(struct s3m_fs *fs, struct fs_node *parent,
+                          const char *name, size_t len);
+/* Takes node out of the (parent, name) table (unlink, rmdir, replaced). */
+void node_unlink(struct s3m_fs *fs, struct fs_node *node);
+/* Moves node to (parent, name); returns -ENOMEM leaving it unchanged. */
+int node_move(struct s3m_fs *fs, struct fs_node *node, struct fs_node *parent,
+              const char *name, size_t len);
+/* Drops count lookups and frees what is no longer needed. */
+void node_forget(struct s3m_fs *fs, struct fs_node *node, uint64_t count);
+/* The directory prefix of node (key prefix + path + '/'; the key prefix
+ * alone for root). -ENAMETOOLONG when it does not fit, -ENOENT when node
+ * or a parent was removed from the namespace. */
+int node_dir_key(const struct s3m_fs *fs, const struct fs_node *node,
+                 struct fs_key *key);
+/* The key of node: its directory prefix without the trailing '/' for a
+ * file; with it for a directory (its marker). */
+int node_key(const struct s3m_fs *fs, const struct fs_node *node,
+             struct fs_key *key);
+/* Appends name (and '/' when is_dir) to key. */
+int key_append(struct fs_key *key, const char *name, size_t len, bool is_dir);
+
+/* ---- attrs.c */
+/* What a key is right now: 0 nothing, S_IFREG, or S_IFDIR (a directory
+ * wins over a file of the same name). key is the file key (no '/'). */
+int fs_kind_of(struct s3m_fs *fs, const char *key, size_t len);
+/* Fills st for a file key or a directory prefix (marker or implicit).
+ * -ENOENT when it no longer exists. */
+int fs_stat_file(struct s3m_fs *fs, const char *key, struct stat *st);
+int fs_stat_dir(struct s3m_fs *fs, const char *dir_key, struct stat *st);
+void fs_stat_from_info(const struct s3m_object_info *info, bool is_dir,
+                       struct stat *st);
+void fs_stat_implicit_dir(const struct s3m_fs *fs, struct stat *st);
+/* Makes sure a directory prefix has a marker object (setattr and setxattr on
+ * an implicit directory create it). */
+int fs_ensure_marker(struct s3m_fs *fs, const char *dir_key);
+/* Replies to an entry request for node with st, undoing the lookup when the
+ * reply fails. Takes fs->lock itself. */
+void fs_reply_entry(struct s3m_fs *fs, fuse_req_t req, struct fs_node *node,
+                    const struct stat *st);
+
+/* ---- dir.c helpers for creating entries */
+/* Checks that name may be created in parent and that nothing of that name
+ * exists (-EEXIST); fills key with the file key and pst with the parent's
+ * attributes. `op` names the request in the log line of a refusal. */
+int fs_prepare_new(struct s3m_fs *fs, fuse_ino_t parent, const char *name,
+                   bool is_dir, struct fs_key *key, struct stat *pst,
+                   const char *op);
+/* Owner of a new entry: the caller, or the parent's group when the parent
+ * is set-group-ID (as Linux does). */
+void fs_new_owner(fuse_req_t req, const struct stat *pst,
+                  struct s3m_put_attrs *attrs);
+/* Counts a lookup of (parent, name) and replies with st. */
+void fs_reply_new_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t parent,
+                        const char *name, bool is_dir, const struct stat *st);
+
+/* ---- handlers, one file per group */
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void fs_op_forget_multi(fuse_req_t req, size_t count,
+                        struct fuse_forget_data *forgets);
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                   int to_set, struct fuse_file_info *fi);
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+                 mode_t mode);
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+                  fuse_ino_t newparent, const char *newname, unsigned flags);
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   struct fuse_file_info *fi);
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                  mode_t mode, struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                struct fuse_file_info *fi);
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+                 off_t off, struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+                 struct fuse_file_info *fi);
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                    const char *value, size_t size, int flags);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                    size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* Logs a refused request when it is worth a line (not ENOENT on lookup). */
+void fs_log_refusal(struct s3m_fs *fs, const char *op, const char *what, int rc,
+                    const char *why);
+
+#endif

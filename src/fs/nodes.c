@@ -1,0 +1,267 @@
+/*
+ * nodes.c - the inode table (see the design note in fs_internal.h). Every
+ * function here runs with fs->lock held by its caller.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_internal.h"
+
+#define INITIAL_BUCKETS 1024
+
+static size_t ino_bucket(const struct node_table *t, fuse_ino_t ino)
+{
+    return s3m_hash(&ino, sizeof(ino)) & (t->bucket_count - 1);
+}
+
+static size_t name_bucket(const struct node_table *t, const struct fs_node *parent,
+                          const char *name, size_t len)
+{
+    uint64_t h = s3m_hash(name, len) ^ (parent->ino * 0x9E3779B97F4A7C15ULL);
+    return h & (t->bucket_count - 1);
+}
+
+int nodes_init(struct s3m_fs *fs)
+{
+    struct node_table *t = &fs->nodes;
+    t->by_ino = s3m_calloc(INITIAL_BUCKETS, sizeof(*t->by_ino));
+    t->by_name = s3m_calloc(INITIAL_BUCKETS, sizeof(*t->by_name));
+    fs->root = s3m_calloc(1, sizeof(*fs->root));
+    if (!t->by_ino || !t->by_name || !fs->root) {
+        nodes_release(fs);
+        return -ENOMEM;
+    }
+    t->bucket_count = INITIAL_BUCKETS;
+    fs->root->ino = FS_ROOT_INO;
+    fs->root->is_dir = true;
+    fs->root->lookups = 1;         /* pinned */
+    fs->root->ino_next = NULL;
+    t->by_ino[ino_bucket(t, FS_ROOT_INO)] = fs->root;
+    t->count = 1;
+    fs->next_ino = FS_ROOT_INO + 1;
+    return 0;
+}
+
+void nodes_release(struct s3m_fs *fs)
+{
+    struct node_table *t = &fs->nodes;
+    for (size_t i = 0; t->by_ino && i < t->bucket_count; i++) {
+        struct fs_node *node = t->by_ino[i];
+        while (node) {
+            struct fs_node *next = node->ino_next;
+            free(node->name);
+            free(node);
+            node = next;
+        }
+    }
+    if (!t->by_ino)
+        free(fs->root);
+    free(t->by_ino);
+    free(t->by_name);
+    memset(t, 0, sizeof(*t));
+    fs->root = NULL;
+}
+
+static void grow(struct node_table *t)
+{
+    if (t->count < t->bucket_count)
+        return;
+    size_t count = t->bucket_count * 2;
+    struct fs_node **by_ino = s3m_calloc(count, sizeof(*by_ino));
+    struct fs_node **by_name = s3m_calloc(count, sizeof(*by_name));
+    if (!by_ino || !by_name) {
+        free(by_ino);
+        free(by_name);
+        return; /* longer chains, still correct */
+    }
+    struct node_table bigger = {by_ino, by_name, count, t->count};
+    for (size_t i = 0; i < t->bucket_count; i++) {
+        for (struct fs_node *n = t->by_ino[i], *next; n; n = next) {
+            next = n->ino_next;
+            size_t b = ino_bucket(&bigger, n->ino);
+            n->ino_next = by_ino[b];
+            by_ino[b] = n;
+        }
+        for (struct fs_node *n = t->by_name[i], *next; n; n = next) {
+            next = n->name_next;
+            size_t b = name_bucket(&bigger, n->parent, n->name, n->name_len);
+            n->name_next = by_name[b];
+            by_name[b] = n;
+        }
+    }
+    free(t->by_ino);
+    free(t->by_name);
+    *t = bigger;
+}
+
+struct fs_node *node_by_ino(struct s3m_fs *fs, fuse_ino_t ino)
+{
+    struct node_table *t = &fs->nodes;
+    struct fs_node *node = t->by_ino[ino_bucket(t, ino)];
+    while (node && node->ino != ino)
+        node = node->ino_next;
+    return node;
+}
+
+struct fs_node *node_find(struct s3m_fs *fs, struct fs_node *parent,
+                          const char *name, size_t len)
+{
+    struct node_table *t = &fs->nodes;
+    struct fs_node *node = t->by_name[name_bucket(t, parent, name, len)];
+    for (; node; node = node->name_next)
+        if (node->parent == parent && node->name_len == len &&
+            memcmp(node->name, name, len) == 0)
+            return node;
+    return NULL;
+}
+
+static void link_name(struct node_table *t, struct fs_node *node)
+{
+    size_t b = name_bucket(t, node->parent, node->name, node->name_len);
+    node->name_next = t->by_name[b];
+    t->by_name[b] = node;
+    node->linked = true;
+}
+
+void node_unlink(struct s3m_fs *fs, struct fs_node *node)
+{
+    struct node_table *t = &fs->nodes;
+    if (!node->linked)
+        return;
+    struct fs_node **chain =
+        &t->by_name[name_bucket(t, node->parent, node->name, node->name_len)];
+    while (*chain != node)
+        chain = &(*chain)->name_next;
+    *chain = node->name_next;
+    node->name_next = NULL;
+    node->linked = false;
+}
+
+/* Frees node when nothing needs it any more, then its parent likewise. */
+static void node_maybe_free(struct s3m_fs *fs, struct fs_node *node)
+{
+    struct node_table *t = &fs->nodes;
+    while (node && node != fs->root && node->lookups == 0 && node->children == 0) {
+        struct fs_node *parent = node->parent;
+        node_unlink(fs, node);
+        struct fs_node **chain = &t->by_ino[ino_bucket(t, node->ino)];
+        while (*chain != node)
+            chain = &(*chain)->ino_next;
+        *chain = node->ino_next;
+        t->count--;
+        free(node->name);
+        free(node);
+        parent->children--;
+        node = parent;
+    }
+}
+
+struct fs_node *node_lookup(struct s3m_fs *fs, struct fs_node *parent,
+                            const char *name, size_t len, bool is_dir)
+{
+    struct fs_node *node = node_find(fs, parent, name, len);
+    if (node && node->is_dir != is_dir) {
+        node_unlink(fs, node);
+        node = NULL;
+    }
+    if (node) {
+        node->lookups++;
+        return node;
+    }
+    node = s3m_calloc(1, sizeof(*node));
+    char *copy = s3m_strndup(name, len);
+    if (!node || !copy) {
+        free(node);
+        free(copy);
+        return NULL;
+    }
+    struct node_table *t = &fs->nodes;
+    node->ino = fs->next_ino++;
+    node->parent = parent;
+    node->name = copy;
+    node->name_len = len;
+    node->is_dir = is_dir;
+    node->lookups = 1;
+    parent->children++;
+    size_t b = ino_bucket(t, node->ino);
+    node->ino_next = t->by_ino[b];
+    t->by_ino[b] = node;
+    link_name(t, node);
+    t->count++;
+    grow(t);
+    return node;
+}
+
+int node_move(struct s3m_fs *fs, struct fs_node *node, struct fs_node *parent,
+              const char *name, size_t len)
+{
+    char *copy = s3m_strndup(name, len);
+    if (!copy)
+        return -ENOMEM;
+    bool was_linked = node->linked;
+    node_unlink(fs, node);
+    struct fs_node *old_parent = node->parent;
+    parent->children++;
+    free(node->name);
+    node->name = copy;
+    node->name_len = len;
+    node->parent = parent;
+    if (was_linked)
+        link_name(&fs->nodes, node);
+    old_parent->children--;
+    node_maybe_free(fs, old_parent);
+    return 0;
+}
+
+void node_forget(struct s3m_fs *fs, struct fs_node *node, uint64_t count)
+{
+    if (node == fs->root)
+        return;
+    node->lookups = count > node->lookups ? 0 : node->lookups - count;
+    node_maybe_free(fs, node);
+}
+
+int key_append(struct fs_key *key, const char *name, size_t len, bool is_dir)
+{
+    size_t extra = len + (is_dir ? 1 : 0);
+    if (key->len + extra > S3M_KEY_MAX)
+        return -ENAMETOOLONG;
+    memcpy(key->text + key->len, name, len);
+    key->len += len;
+    if (is_dir)
+        key->text[key->len++] = '/';
+    key->text[key->len] = '\0';
+    return 0;
+}
+
+int node_dir_key(const struct s3m_fs *fs, const struct fs_node *node,
+                 struct fs_key *key)
+{
+    const struct fs_node *chain[S3M_KEY_MAX];
+    size_t depth = 0;
+    for (const struct fs_node *n = node; n && n != fs->root; n = n->parent) {
+        if (!n->linked)
+            return -ENOENT; /* removed from the namespace */
+        if (depth == S3M_KEY_MAX)
+            return -ENAMETOOLONG;
+        chain[depth++] = n;
+    }
+    key->len = 0;
+    key->text[0] = '\0';
+    int rc = key_append(key, fs->key_prefix, fs->key_prefix_len, false);
+    while (rc == 0 && depth > 0) {
+        const struct fs_node *n = chain[--depth];
+        rc = key_append(key, n->name, n->name_len, true);
+    }
+    return rc;
+}
+
+int node_key(const struct s3m_fs *fs, const struct fs_node *node,
+             struct fs_key *key)
+{
+    int rc = node_dir_key(fs, node, key);
+    if (rc == 0 && !node->is_dir && key->len > 0)
+        key->text[--key->len] = '\0';
+    return rc;
+}

@@ -1,0 +1,265 @@
+/*
+ * main.c - the s3mem daemon: parses options, makes the store and the FUSE
+ * layer, mounts, and runs libfuse's session loop (multithreaded unless -s).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "s3mem/fs.h"
+#include "s3mem/store.h"
+#include "s3mem/util.h"
+
+struct options {
+    char *bucket;
+    char *key_prefix;
+    char *control_dir;
+    char *metadata_limit;
+    char *max_object_size;
+    char *max_memory;
+    char *ready_file;
+    char *timeout;
+    int enforce_limits;
+    int verbose;
+};
+
+#define OPTION(spec, field, value) {spec, offsetof(struct options, field), value}
+
+static const struct fuse_opt option_spec[] = {
+    OPTION("bucket=%s", bucket, 0),
+    OPTION("key_prefix=%s", key_prefix, 0),
+    OPTION("control_dir=%s", control_dir, 0),
+    OPTION("metadata_limit=%s", metadata_limit, 0),
+    OPTION("max_object_size=%s", max_object_size, 0),
+    OPTION("max_memory=%s", max_memory, 0),
+    OPTION("ready_file=%s", ready_file, 0),
+    OPTION("timeout=%s", timeout, 0),
+    OPTION("enforce_limits", enforce_limits, 1),
+    OPTION("verbose", verbose, 1),
+    FUSE_OPT_END,
+};
+
+static void usage(const char *program)
+{
+    printf("usage: %s [options] MOUNTPOINT\n\n"
+           "An in-memory object store with S3 semantics, mounted with FUSE.\n\n"
+           "s3mem options:\n"
+           "    -o bucket=NAME         bucket name (default: s3mem)\n"
+           "    -o key_prefix=P/       show only keys under P/ (must end in '/')\n"
+           "    -o control_dir=NAME    name of the control directory (default: .s3mem)\n"
+           "    -o enforce_limits      apply metadata_limit and max_object_size\n"
+           "    -o metadata_limit=N    metadata bytes per object (default: 2048)\n"
+           "    -o max_object_size=N   largest body, e.g. 5G (default: 5G)\n"
+           "    -o max_memory=N        memory for bodies, e.g. 512M; writes beyond\n"
+           "                           it fail with ENOSPC (default: no limit; df\n"
+           "                           shows physical memory)\n"
+           "    -o timeout=SECONDS     kernel entry/attribute cache timeout (default: 0)\n"
+           "    -o verbose             log one line per store operation\n"
+           "    -o ready_file=PATH     write \"ready\" to PATH (e.g. a FIFO) once mounted\n"
+           "    --version              print the version\n\n",
+           program);
+    fuse_cmdline_help();
+    fuse_lowlevel_help();
+}
+
+/* Parses "123", "64K", "512M", "2G", "1T" (powers of 1024). */
+static int parse_size(const char *name, const char *text, uint64_t *out)
+{
+    if (!text)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: break;
+    }
+    if (*end == 'i')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (errno || end == text || *end || text[0] == '-' ||
+        (shift && value > (UINT64_MAX >> shift))) {
+        fprintf(stderr, "s3mem: bad value for %s: '%s' (expected a size like 64M)\n",
+                name, text);
+        return -EINVAL;
+    }
+    *out = (uint64_t)value << shift;
+    return 0;
+}
+
+static int parse_timeout(const char *text, double *out)
+{
+    *out = 0;
+    if (!text)
+        return 0;
+    char *end;
+    *out = strtod(text, &end);
+    if (end == text || *end || *out < 0) {
+        fprintf(stderr, "s3mem: bad value for timeout: '%s' (expected seconds)\n", text);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int check_names(const struct options *opts)
+{
+    const char *prefix = opts->key_prefix;
+    if (prefix && prefix[0] && prefix[strlen(prefix) - 1] != '/') {
+        fprintf(stderr, "s3mem: key_prefix must end with '/': '%s'\n", prefix);
+        return -EINVAL;
+    }
+    if (prefix && strlen(prefix) >= S3M_KEY_MAX) {
+        fprintf(stderr, "s3mem: key_prefix is longer than a key may be\n");
+        return -EINVAL;
+    }
+    const char *control = opts->control_dir;
+    if (control && (!control[0] || strchr(control, '/') || strcmp(control, ".") == 0 ||
+                    strcmp(control, "..") == 0)) {
+        fprintf(stderr, "s3mem: control_dir must be a plain name: '%s'\n", control);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int build_store_config(const struct options *opts,
+                              struct s3m_store_config *config)
+{
+    uint64_t metadata_limit = 0;
+    memset(config, 0, sizeof(*config));
+    if (parse_size("metadata_limit", opts->metadata_limit, &metadata_limit) ||
+        parse_size("max_object_size", opts->max_object_size, &config->max_object_size) ||
+        parse_size("max_memory", opts->max_memory, &config->max_memory))
+        return -EINVAL;
+    config->metadata_limit = (size_t)metadata_limit;
+    config->bucket = opts->bucket;
+    config->enforce_limits = opts->enforce_limits;
+    config->verbose = opts->verbose;
+    config->default_uid = getuid();
+    config->default_gid = getgid();
+    return 0;
+}
+
+/* Tells a waiting script that the mount is live. */
+static void signal_ready(const char *path)
+{
+    if (!path)
+        return;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        s3m_log("cannot open ready_file '%s': %s", path, strerror(errno));
+        return;
+    }
+    if (write(fd, "ready\n", 6) != 6)
+        s3m_log("cannot write ready_file '%s': %s", path, strerror(errno));
+    close(fd);
+}
+
+static void free_options(struct options *opts)
+{
+    free(opts->bucket);
+    free(opts->key_prefix);
+    free(opts->control_dir);
+    free(opts->metadata_limit);
+    free(opts->max_object_size);
+    free(opts->max_memory);
+    free(opts->ready_file);
+    free(opts->timeout);
+}
+
+static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
+               struct s3m_store *store, struct s3m_fs *fs,
+               const struct options *opts)
+{
+    struct fuse_session *se = fuse_session_new(args, s3m_fs_operations(),
+                                               sizeof(struct fuse_lowlevel_ops), fs);
+    if (!se)
+        return 1;
+    int rc = 1;
+    s3m_fs_set_session(fs, se);
+    if (fuse_set_signal_handlers(se) != 0)
+        goto destroy;
+    if (fuse_session_mount(se, cmdline->mountpoint) != 0)
+        goto signals;
+    fuse_daemonize(cmdline->foreground);
+    s3m_log("mounted bucket '%s' at %s", s3m_store_bucket(store), cmdline->mountpoint);
+    signal_ready(opts->ready_file);
+    if (cmdline->singlethread) {
+        rc = fuse_session_loop(se);
+    } else {
+        struct fuse_loop_config *loop = fuse_loop_cfg_create();
+        if (loop) {
+            fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmdline->clone_fd);
+            fuse_loop_cfg_set_idle_threads(loop, cmdline->max_idle_threads);
+            if (cmdline->max_threads > 0 && cmdline->max_threads <= 100000)
+                fuse_loop_cfg_set_max_threads(loop, cmdline->max_threads);
+            rc = fuse_session_loop_mt(se, loop);
+            fuse_loop_cfg_destroy(loop);
+        }
+    }
+    rc = rc ? 1 : 0;
+    fuse_session_unmount(se);
+    s3m_log("unmounted %s", cmdline->mountpoint);
+signals:
+    fuse_remove_signal_handlers(se);
+destroy:
+    fuse_session_destroy(se);
+    return rc;
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct options opts = {0};
+    struct fuse_cmdline_opts cmdline = {0};
+    struct s3m_store_config store_config;
+    double timeout = 0;
+    int rc = 1;
+    if (fuse_opt_parse(&args, &opts, option_spec, NULL) != 0 ||
+        fuse_parse_cmdline(&args, &cmdline) != 0)
+        goto out;
+    if (cmdline.show_help) {
+        usage(argv[0]);
+        rc = 0;
+        goto out;
+    }
+    if (cmdline.show_version) {
+        printf("s3mem %s (libfuse %s)\n", S3MEM_VERSION, fuse_pkgversion());
+        rc = 0;
+        goto out;
+    }
+    if (!cmdline.mountpoint) {
+        fprintf(stderr, "s3mem: no mountpoint given (see %s --help)\n", argv[0]);
+        goto out;
+    }
+    if (check_names(&opts) || build_store_config(&opts, &store_config) ||
+        parse_timeout(opts.timeout, &timeout))
+        goto out;
+    fuse_opt_add_arg(&args, "-ofsname=s3mem,subtype=s3mem");
+    struct s3m_store *store = s3m_store_new(&store_config);
+    struct s3m_fs_config fs_config = {
+        .key_prefix = opts.key_prefix, .control_dir = opts.control_dir,
+        .uid = getuid(), .gid = getgid(), .timeout = timeout,
+        .verbose = opts.verbose,
+    };
+    struct s3m_fs *fs = store ? s3m_fs_new(&fs_config, store) : NULL;
+    if (!fs)
+        fprintf(stderr, "s3mem: out of memory\n");
+    else
+        rc = run(&args, &cmdline, store, fs, &opts);
+    s3m_fs_free(fs);
+    s3m_store_free(store);
+out:
+    free(cmdline.mountpoint);
+    free_options(&opts);
+    fuse_opt_free_args(&args);
+    return rc;
+}

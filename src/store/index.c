@@ -1,0 +1,186 @@
+/*
+ * index.c - the store's two intrusive indexes over the same objects: a
+ * chained hash table (exact lookup) and a skiplist (key order). See the
+ * design note in internal.h. The caller holds the store lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "s3mem/util.h"
+
+#define INITIAL_BUCKETS 64
+
+int index_init(struct s3m_store *store)
+{
+    store->buckets = s3m_calloc(INITIAL_BUCKETS, sizeof(*store->buckets));
+    if (!store->buckets)
+        return -ENOMEM;
+    store->bucket_count = INITIAL_BUCKETS;
+    store->level = 1;
+    memset(store->head, 0, sizeof(store->head));
+    return 0;
+}
+
+void index_release(struct s3m_store *store)
+{
+    free(store->buckets);
+    store->buckets = NULL;
+    store->bucket_count = 0;
+}
+
+/* Byte-order comparison of two keys given with lengths. */
+static int key_compare(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    size_t n = a_len < b_len ? a_len : b_len;
+    int c = memcmp(a, b, n);
+    if (c)
+        return c;
+    return a_len < b_len ? -1 : a_len > b_len;
+}
+
+struct s3m_object *index_find(const struct s3m_store *store, const char *key,
+                              size_t key_len, uint64_t hash)
+{
+    struct s3m_object *obj = store->buckets[hash & (store->bucket_count - 1)];
+    for (; obj; obj = obj->hash_next)
+        if (obj->hash == hash && obj->key_len == key_len &&
+            memcmp(obj->key, key, key_len) == 0)
+            return obj;
+    return NULL;
+}
+
+void index_maybe_grow(struct s3m_store *store)
+{
+    if (store->count < store->bucket_count)
+        return;
+    size_t count = store->bucket_count * 2;
+    struct s3m_object **buckets = s3m_calloc(count, sizeof(*buckets));
+    if (!buckets)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < store->bucket_count; i++) {
+        struct s3m_object *obj = store->buckets[i];
+        while (obj) {
+            struct s3m_object *next = obj->hash_next;
+            size_t b = obj->hash & (count - 1);
+            obj->hash_next = buckets[b];
+            buckets[b] = obj;
+            obj = next;
+        }
+    }
+    free(store->buckets);
+    store->buckets = buckets;
+    store->bucket_count = count;
+}
+
+uint8_t index_random_level(struct s3m_store *store)
+{
+    /* xorshift64*; the store's write lock guards random_state */
+    uint64_t x = store->random_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    store->random_state = x;
+    uint64_t bits = x * 0x2545F4914F6CDD1DULL;
+    uint8_t level = 1;
+    while (level < SKIPLIST_MAX_LEVEL && (bits & 3) == 0) {
+        level++;
+        bits >>= 2;
+    }
+    return level;
+}
+
+/* Fills update[] with, per level, the link that precedes the first key >= key
+ * (or > key when strictly): a pointer to head[i] or to some forward[i]. */
+static void find_links(const struct s3m_store *store, const char *key,
+                       size_t key_len, bool strictly,
+                       struct s3m_object *const **update)
+{
+    struct s3m_object *const *links = store->head;
+    for (int i = store->level - 1; i >= 0; i--) {
+        struct s3m_object *next;
+        while ((next = links[i]) != NULL) {
+            int c = key_compare(next->key, next->key_len, key, key_len);
+            if (c > 0 || (c == 0 && !strictly))
+                break;
+            links = next->forward;
+        }
+        update[i] = &links[i];
+    }
+}
+
+struct s3m_object *index_seek(const struct s3m_store *store, const char *key,
+                              size_t key_len, bool strictly)
+{
+    struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
+    find_links(store, key, key_len, strictly, update);
+    return *update[0];
+}
+
+struct s3m_object *index_seek_past_prefix(const struct s3m_store *store,
+                                          const char *prefix, size_t len)
+{
+    /* the least string above every string starting with prefix: drop
+     * trailing 0xff bytes, then add one to the last byte */
+    char bound[S3M_KEY_MAX + 1];
+    if (len > S3M_KEY_MAX)
+        len = S3M_KEY_MAX;
+    memcpy(bound, prefix, len);
+    while (len > 0 && (unsigned char)bound[len - 1] == 0xff)
+        len--;
+    if (len == 0)
+        return NULL;
+    bound[len - 1] = (char)((unsigned char)bound[len - 1] + 1);
+    return index_seek(store, bound, len, false);
+}
+
+struct s3m_object *index_first(const struct s3m_store *store)
+{
+    return store->head[0];
+}
+
+void index_insert(struct s3m_store *store, struct s3m_object *obj)
+{
+    struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
+    if (obj->level > store->level) {
+        for (int i = store->level; i < obj->level; i++)
+            store->head[i] = NULL;
+        store->level = obj->level;
+    }
+    find_links(store, obj->key, obj->key_len, false, update);
+    for (int i = 0; i < obj->level; i++) {
+        struct s3m_object **link = (struct s3m_object **)update[i];
+        obj->forward[i] = *link;
+        *link = obj;
+    }
+    size_t b = obj->hash & (store->bucket_count - 1);
+    obj->hash_next = store->buckets[b];
+    store->buckets[b] = obj;
+    obj->attached = true;
+    store->count++;
+    store->key_bytes += obj->key_len;
+    store->total_size += s3m_body_size(obj->body);
+}
+
+void index_remove(struct s3m_store *store, struct s3m_object *obj)
+{
+    struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
+    find_links(store, obj->key, obj->key_len, false, update);
+    for (int i = 0; i < obj->level; i++) {
+        struct s3m_object **link = (struct s3m_object **)update[i];
+        if (*link == obj)
+            *link = obj->forward[i];
+    }
+    while (store->level > 1 && store->head[store->level - 1] == NULL)
+        store->level--;
+    struct s3m_object **chain = &store->buckets[obj->hash & (store->bucket_count - 1)];
+    while (*chain != obj)
+        chain = &(*chain)->hash_next;
+    *chain = obj->hash_next;
+    obj->hash_next = NULL;
+    obj->attached = false;
+    store->count--;
+    store->key_bytes -= obj->key_len;
+    store->total_size -= s3m_body_size(obj->body);
+}

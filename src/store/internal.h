@@ -1,0 +1,118 @@
+/*
+ * internal.h - the store's private structures, shared by the files of src/store only.
+ *
+ * Design note
+ * -----------
+ * Index: every object is in two structures at once, both intrusive (the
+ * links live in the object, no extra allocation per key):
+ *   - a chained hash table on xxh3(key) for exact lookup in O(1);
+ *   - a skiplist ordered by key bytes (p = 1/4, as redis) for S3 listing.
+ *     Listing one "directory" seeks to its prefix and jumps over each common
+ *     prefix with one more seek, so it costs O(entries * log n), never a scan
+ *     of the store.
+ * Bodies: a sorted array of refcounted 64 KiB chunks (body.c). A write copies
+ * only the chunks it touches, and only when they are shared; holes cost
+ * nothing. Bodies and metadata are immutable while shared, so a snapshot is a
+ * copy of the object headers with references to the same bodies and metadata.
+ *
+ * Locking: one rwlock per store guards the index, the counters total_size and
+ * key_bytes, and every non-atomic field of the store's objects (key, body,
+ * meta, times, mode, owner, attached). Refcounts are atomic. Nothing is
+ * called out of the store with the lock held, except s3m_store_foreach's
+ * visitor (documented). Lock order for callers: a caller's own locks (the
+ * FUSE node table) may be held while calling in; the store lock is always
+ * the innermost.
+ */
+#ifndef S3MEM_STORE_INTERNAL_H
+#define S3MEM_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "s3mem/store.h"
+
+#define SKIPLIST_MAX_LEVEL 24
+
+struct s3m_object {
+    atomic_uint refcount;          /* the index holds one; handles one each */
+    uint32_t key_len;              /* guarded by store lock */
+    char *key;                     /* guarded by store lock; owned */
+    struct s3m_body *body;         /* guarded by store lock; owned ref; NULL = empty */
+    struct s3m_meta *meta;         /* guarded by store lock; owned ref; NULL = empty */
+    int64_t mtime_ns;              /* guarded by store lock */
+    int64_t atime_ns;              /* guarded by store lock */
+    int64_t ctime_ns;              /* guarded by store lock */
+    uint32_t mode;                 /* guarded by store lock */
+    uint32_t uid;                  /* guarded by store lock */
+    uint32_t gid;                  /* guarded by store lock */
+    bool attached;                 /* guarded by store lock: in the index */
+    uint8_t level;                 /* skiplist height, fixed at allocation */
+    uint64_t hash;                 /* guarded by store lock: xxh3 of key */
+    struct s3m_object *hash_next;  /* guarded by store lock */
+    struct s3m_object *forward[];  /* guarded by store lock: skiplist links */
+};
+
+struct s3m_store {
+    pthread_rwlock_t lock;
+    struct s3m_store_config config;   /* immutable after new */
+    char *bucket;                     /* owned; config.bucket points here */
+    struct s3m_object **buckets;      /* guarded by lock: hash table */
+    size_t bucket_count;              /* guarded by lock: power of two */
+    size_t count;                     /* guarded by lock */
+    struct s3m_object *head[SKIPLIST_MAX_LEVEL]; /* guarded by lock */
+    int level;                        /* guarded by lock */
+    uint64_t random_state;            /* guarded by lock (write side) */
+    uint64_t total_size;              /* guarded by lock */
+    uint64_t key_bytes;               /* guarded by lock */
+    atomic_uint_fast64_t puts, gets, heads, deletes, lists, copies, moves,
+        writes, reads;
+};
+
+/* ---- index.c: hash table + skiplist; caller holds the write lock for
+ * changes and at least the read lock for lookups. */
+int index_init(struct s3m_store *store);
+void index_release(struct s3m_store *store);
+struct s3m_object *index_find(const struct s3m_store *store, const char *key,
+                              size_t key_len, uint64_t hash);
+/* First object whose key is >= key (or > key when strictly). */
+struct s3m_object *index_seek(const struct s3m_store *store, const char *key,
+                              size_t key_len, bool strictly);
+/* First object whose key does not start with prefix and sorts after it. */
+struct s3m_object *index_seek_past_prefix(const struct s3m_store *store,
+                                          const char *prefix, size_t len);
+struct s3m_object *index_first(const struct s3m_store *store);
+/* Links obj (key and hash set, not present yet). Cannot fail. */
+void index_insert(struct s3m_store *store, struct s3m_object *obj);
+/* Unlinks obj; does not drop the index's reference. */
+void index_remove(struct s3m_store *store, struct s3m_object *obj);
+/* Grows the hash table when it is full; failure is harmless. */
+void index_maybe_grow(struct s3m_store *store);
+uint8_t index_random_level(struct s3m_store *store);
+
+/* ---- object.c */
+/* New object with refcount 1, a copy of key, no body, or NULL. */
+struct s3m_object *object_new(struct s3m_store *store, const char *key,
+                              size_t key_len);
+void object_fill_info(const struct s3m_object *obj,
+                      struct s3m_object_info *info);
+
+/* ---- body.c: in-place changes; the caller holds the owning store's write
+ * lock and passes the object's body slot. Each either succeeds or leaves
+ * the body's contents unchanged (it may have replaced a shared body by an
+ * equal private copy). */
+int body_write(struct s3m_body **slot, uint64_t offset, const void *data,
+               size_t len);
+int body_truncate(struct s3m_body **slot, uint64_t size);
+/* Cached MD5, when valid. */
+bool body_cached_md5(const struct s3m_body *body, unsigned char md5[16]);
+void body_set_md5(struct s3m_body *body, const unsigned char md5[16]);
+void body_md5(const struct s3m_body *body, unsigned char md5[16]);
+/* Hex MD5 of body, from the cache or computed (and cached) without a lock. */
+void body_etag(struct s3m_body *body, char out[33]);
+
+/* ---- store.c helpers shared with list.c */
+void store_read_lock(struct s3m_store *store);
+void store_write_lock(struct s3m_store *store);
+void store_unlock(struct s3m_store *store);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * object.c - operations on an open object (a FUSE file handle's view): the
+ * handle holds a reference, so the object outlives a delete or a move, as an
+ * open file outlives unlink and rename.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "s3mem/util.h"
+
+struct s3m_object *s3m_store_open(struct s3m_store *store, const char *key,
+                                  int *rc)
+{
+    size_t len = strlen(key);
+    store_read_lock(store);
+    struct s3m_object *obj = index_find(store, key, len, s3m_hash(key, len));
+    if (obj)
+        s3m_object_ref(obj);
+    store_unlock(store);
+    *rc = obj ? 0 : -ENOENT;
+    return obj;
+}
+
+int s3m_object_head(struct s3m_store *store, struct s3m_object *obj,
+                    struct s3m_object_info *info)
+{
+    store_read_lock(store);
+    object_fill_info(obj, info);
+    store_unlock(store);
+    return 0;
+}
+
+struct s3m_body *s3m_object_body(struct s3m_store *store, struct s3m_object *obj)
+{
+    store_read_lock(store);
+    struct s3m_body *body = s3m_body_ref(obj->body);
+    store_unlock(store);
+    atomic_fetch_add_explicit(&store->reads, 1, memory_order_relaxed);
+    return body;
+}
+
+/* Runs a body change under the write lock, keeping total_size and the times
+ * right. change(slot, a, b, data) returns 0 or -errno. */
+static int change_body(struct s3m_store *store, struct s3m_object *obj,
+                       uint64_t new_size_hint, bool write, uint64_t offset,
+                       const void *data, size_t len)
+{
+    const struct s3m_store_config *config = &store->config;
+    if (config->enforce_limits && new_size_hint > config->max_object_size)
+        return -EFBIG;
+    store_write_lock(store);
+    uint64_t before = s3m_body_size(obj->body);
+    uint64_t growth = write ? len : 0;
+    int rc = 0;
+    if (config->max_memory &&
+        s3m_body_memory_used() + growth > config->max_memory)
+        rc = -ENOSPC;
+    else if (write)
+        rc = body_write(&obj->body, offset, data, len);
+    else
+        rc = body_truncate(&obj->body, offset);
+    if (rc == 0) {
+        if (obj->attached)
+            store->total_size += s3m_body_size(obj->body) - before;
+        obj->mtime_ns = obj->ctime_ns = s3m_time_now_ns();
+    }
+    store_unlock(store);
+    atomic_fetch_add_explicit(&store->writes, 1, memory_order_relaxed);
+    return rc;
+}
+
+int s3m_object_write(struct s3m_store *store, struct s3m_object *obj,
+                     uint64_t offset, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (offset + len < offset)
+        return -EFBIG;
+    return change_body(store, obj, offset + len, true, offset, data, len);
+}
+
+int s3m_object_truncate(struct s3m_store *store, struct s3m_object *obj,
+                        uint64_t size)
+{
+    return change_body(store, obj, size, false, size, NULL, 0);
+}
+
+int s3m_object_set_attrs(struct s3m_store *store, struct s3m_object *obj,
+                         const struct s3m_attr_update *update)
+{
+    int64_t now = s3m_time_now_ns();
+    store_write_lock(store);
+    if (update->flags & S3M_ATTR_MODE)
+        obj->mode = (obj->mode & S_IFMT) | (update->mode & 07777);
+    if (update->flags & S3M_ATTR_UID)
+        obj->uid = update->uid;
+    if (update->flags & S3M_ATTR_GID)
+        obj->gid = update->gid;
+    if (update->flags & S3M_ATTR_MTIME)
+        obj->mtime_ns = update->mtime_ns;
+    if (update->flags & S3M_ATTR_ATIME)
+        obj->atime_ns = update->atime_ns;
+    obj->ctime_ns = (update->flags & S3M_ATTR_CTIME) ? update->ctime_ns : now;
+    store_unlock(store);
+    return 0;
+}
+
+int s3m_object_replace_meta(struct s3m_store *store, struct s3m_object *obj,
+                            const struct s3m_meta *expected,
+                            const struct s3m_meta *meta)
+{
+    const struct s3m_store_config *config = &store->config;
+    if (config->enforce_limits && s3m_meta_size(meta) > config->metadata_limit)
+        return -ENOSPC;
+    struct s3m_meta *old = NULL;
+    int rc = 0;
+    store_write_lock(store);
+    if (obj->meta != expected) {
+        rc = -EAGAIN;
+    } else {
+        old = obj->meta;
+        obj->meta = s3m_meta_ref((struct s3m_meta *)meta);
+        obj->mtime_ns = obj->ctime_ns = s3m_time_now_ns();
+    }
+    store_unlock(store);
+    s3m_meta_unref(old);
+    return rc;
+}
+
+int s3m_object_set_meta(struct s3m_store *store, struct s3m_object *obj,
+                        const struct s3m_meta *meta)
+{
+    struct s3m_object_info info;
+    int rc;
+    do {
+        s3m_object_head(store, obj, &info);
+        rc = s3m_object_replace_meta(store, obj, info.meta, meta);
+        s3m_object_info_release(&info);
+    } while (rc == -EAGAIN);
+    return rc;
+}
+
+int s3m_object_etag(struct s3m_store *store, struct s3m_object *obj,
+                    char out[33])
+{
+    struct s3m_body *body = s3m_object_body(store, obj);
+    body_etag(body, out);
+    s3m_body_unref(body);
+    return 0;
+}
+
+bool s3m_object_attached(struct s3m_store *store, struct s3m_object *obj)
+{
+    store_read_lock(store);
+    bool attached = obj->attached;
+    store_unlock(store);
+    return attached;
+}

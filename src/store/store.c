@@ -1,0 +1,715 @@
+/*
+ * store.c - store lifecycle and the S3 operations on keys. The structures and
+ * the locking rules are in internal.h's design note.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "s3mem/util.h"
+
+#define DEFAULT_MAX_OBJECT_SIZE (5ULL << 30)
+#define COUNT(store, counter) \
+    atomic_fetch_add_explicit(&(store)->counter, 1, memory_order_relaxed)
+
+void store_read_lock(struct s3m_store *store)
+{
+    pthread_rwlock_rdlock(&store->lock);
+}
+
+void store_write_lock(struct s3m_store *store)
+{
+    pthread_rwlock_wrlock(&store->lock);
+}
+
+void store_unlock(struct s3m_store *store)
+{
+    pthread_rwlock_unlock(&store->lock);
+}
+
+static void store_log(const struct s3m_store *store, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void store_log(const struct s3m_store *store, const char *fmt, ...)
+{
+    if (!store->config.verbose)
+        return;
+    char line[1400];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(line, sizeof(line), fmt, args);
+    va_end(args);
+    s3m_log("%s", line);
+}
+
+/* 0, or the errno for a key that cannot be stored. */
+static int check_key(const char *key)
+{
+    size_t len = key ? strlen(key) : 0;
+    if (len == 0)
+        return -EINVAL;
+    return len > S3M_KEY_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+struct s3m_store *s3m_store_new(const struct s3m_store_config *config)
+{
+    struct s3m_store *store = s3m_calloc(1, sizeof(*store));
+    if (!store)
+        return NULL;
+    if (config)
+        store->config = *config;
+    store->bucket = s3m_strdup(config && config->bucket ? config->bucket : "s3mem");
+    if (!store->bucket || index_init(store)) {
+        free(store->bucket);
+        free(store);
+        return NULL;
+    }
+    store->config.bucket = store->bucket;
+    if (!store->config.metadata_limit)
+        store->config.metadata_limit = S3M_DEFAULT_METADATA_LIMIT;
+    if (!store->config.max_object_size)
+        store->config.max_object_size = DEFAULT_MAX_OBJECT_SIZE;
+    store->random_state = s3m_hash(&store, sizeof(store)) | 1;
+    pthread_rwlock_init(&store->lock, NULL);
+    return store;
+}
+
+/* Takes the store's whole index out of it (the store is left empty) and
+ * marks every object detached. Caller holds the write lock. Returns the
+ * first object of the old skiplist; free it with release_detached. */
+static struct s3m_object *take_contents(struct s3m_store *store,
+                                        struct s3m_object ***old_buckets)
+{
+    struct s3m_object *first = store->head[0];
+    for (struct s3m_object *obj = first; obj; obj = obj->forward[0])
+        obj->attached = false;
+    *old_buckets = store->buckets;
+    store->buckets = NULL;
+    memset(store->head, 0, sizeof(store->head));
+    store->level = 1;
+    store->count = 0;
+    store->total_size = 0;
+    store->key_bytes = 0;
+    return first;
+}
+
+/* Drops the index's reference of every object of a taken-out list. */
+static void release_detached(struct s3m_object *first, struct s3m_object **buckets)
+{
+    while (first) {
+        struct s3m_object *next = first->forward[0];
+        s3m_object_unref(first);
+        first = next;
+    }
+    free(buckets);
+}
+
+void s3m_store_free(struct s3m_store *store)
+{
+    if (!store)
+        return;
+    struct s3m_object **buckets;
+    store_write_lock(store);
+    struct s3m_object *first = take_contents(store, &buckets);
+    store_unlock(store);
+    release_detached(first, buckets);
+    pthread_rwlock_destroy(&store->lock);
+    free(store->bucket);
+    free(store);
+}
+
+const char *s3m_store_bucket(const struct s3m_store *store)
+{
+    return store->bucket;
+}
+
+const struct s3m_store_config *s3m_store_config(const struct s3m_store *store)
+{
+    return &store->config;
+}
+
+/* ---- objects ------------------------------------------------------------ */
+
+struct s3m_object *object_new(struct s3m_store *store, const char *key,
+                              size_t key_len)
+{
+    uint8_t level = index_random_level(store);
+    struct s3m_object *obj = s3m_calloc(1, sizeof(*obj) +
+                                        level * sizeof(obj->forward[0]));
+    if (!obj)
+        return NULL;
+    obj->key = s3m_strndup(key, key_len);
+    if (!obj->key) {
+        free(obj);
+        return NULL;
+    }
+    atomic_init(&obj->refcount, 1);
+    obj->key_len = (uint32_t)key_len;
+    obj->hash = s3m_hash(key, key_len);
+    obj->level = level;
+    return obj;
+}
+
+struct s3m_object *s3m_object_ref(struct s3m_object *obj)
+{
+    atomic_fetch_add_explicit(&obj->refcount, 1, memory_order_relaxed);
+    return obj;
+}
+
+void s3m_object_unref(struct s3m_object *obj)
+{
+    if (!obj || atomic_fetch_sub_explicit(&obj->refcount, 1,
+                                          memory_order_acq_rel) != 1)
+        return;
+    s3m_body_unref(obj->body);
+    s3m_meta_unref(obj->meta);
+    free(obj->key);
+    free(obj);
+}
+
+void object_fill_info(const struct s3m_object *obj, struct s3m_object_info *info)
+{
+    info->size = s3m_body_size(obj->body);
+    info->mtime_ns = obj->mtime_ns;
+    info->atime_ns = obj->atime_ns;
+    info->ctime_ns = obj->ctime_ns;
+    info->mode = obj->mode;
+    info->uid = obj->uid;
+    info->gid = obj->gid;
+    info->meta = s3m_meta_ref(obj->meta);
+}
+
+void s3m_object_info_release(struct s3m_object_info *info)
+{
+    if (!info)
+        return;
+    s3m_meta_unref(info->meta);
+    info->meta = NULL;
+}
+
+static struct s3m_object *find_key(const struct s3m_store *store, const char *key)
+{
+    size_t len = strlen(key);
+    return index_find(store, key, len, s3m_hash(key, len));
+}
+
+/* Puts obj in the index in place of any object with its key (whose index
+ * reference it drops). Caller holds the write lock. */
+static void index_replace(struct s3m_store *store, struct s3m_object *obj)
+{
+    struct s3m_object *old = index_find(store, obj->key, obj->key_len, obj->hash);
+    if (old) {
+        index_remove(store, old);
+        s3m_object_unref(old);
+    }
+    index_insert(store, obj);
+    index_maybe_grow(store);
+}
+
+/* ---- put / get ------------------------------------------------------------ */
+
+static int check_limits(const struct s3m_store *store, uint64_t size,
+                        const struct s3m_meta *meta)
+{
+    const struct s3m_store_config *config = &store->config;
+    if (config->enforce_limits) {
+        if (size > config->max_object_size)
+            return -EFBIG;
+        if (s3m_meta_size(meta) > config->metadata_limit)
+            return -ENOSPC;
+    }
+    return 0;
+}
+
+static void apply_put_attrs(const struct s3m_store *store, struct s3m_object *obj,
+                            const struct s3m_put_attrs *attrs)
+{
+    static const struct s3m_put_attrs none;
+    if (!attrs)
+        attrs = &none;
+    bool is_marker = obj->key[obj->key_len - 1] == '/';
+    uint32_t kind = is_marker ? S_IFDIR : S_IFREG;
+    uint32_t perms = attrs->mode & 07777;
+    if (!perms && !(attrs->mode & S_IFMT))
+        perms = is_marker ? 0755 : 0644;
+    obj->mode = kind | perms;
+    obj->uid = attrs->has_owner ? attrs->uid : store->config.default_uid;
+    obj->gid = attrs->has_owner ? attrs->gid : store->config.default_gid;
+    int64_t now = s3m_time_now_ns();
+    obj->mtime_ns = attrs->mtime_ns ? attrs->mtime_ns : now;
+    obj->atime_ns = obj->mtime_ns;
+    obj->ctime_ns = now;
+    obj->meta = s3m_meta_ref((struct s3m_meta *)attrs->meta);
+    if (attrs->md5 && obj->body)
+        body_set_md5(obj->body, attrs->md5);
+}
+
+int s3m_store_put_body(struct s3m_store *store, const char *key,
+                       struct s3m_body *body, const struct s3m_put_attrs *attrs,
+                       int flags)
+{
+    int rc = check_key(key);
+    if (rc == 0)
+        rc = check_limits(store, s3m_body_size(body), attrs ? attrs->meta : NULL);
+    if (rc)
+        return rc;
+    store_write_lock(store);
+    struct s3m_object *obj = NULL;
+    if ((flags & S3M_PUT_CREATE) && find_key(store, key))
+        rc = -EEXIST;
+    else if (!(obj = object_new(store, key, strlen(key))))
+        rc = -ENOMEM;
+    if (rc == 0) {
+        obj->body = s3m_body_ref(body);
+        apply_put_attrs(store, obj, attrs);
+        index_replace(store, obj);
+    }
+    store_unlock(store);
+    COUNT(store, puts);
+    store_log(store, "put '%s' %llu bytes: %s", key,
+              (unsigned long long)s3m_body_size(body), rc ? strerror(-rc) : "ok");
+    return rc;
+}
+
+int s3m_store_put(struct s3m_store *store, const char *key, const void *data,
+                  size_t len, const struct s3m_put_attrs *attrs, int flags)
+{
+    const struct s3m_store_config *config = &store->config;
+    if (config->max_memory && s3m_body_memory_used() + len > config->max_memory)
+        return -ENOSPC;
+    struct s3m_body *body;
+    int rc = s3m_body_from_bytes(data, len, &body);
+    if (rc)
+        return rc;
+    rc = s3m_store_put_body(store, key, body, attrs, flags);
+    s3m_body_unref(body);
+    return rc;
+}
+
+int s3m_store_get(struct s3m_store *store, const char *key,
+                  struct s3m_object_info *info, struct s3m_body **body)
+{
+    int rc = check_key(key);
+    if (rc)
+        return rc;
+    store_read_lock(store);
+    struct s3m_object *obj = find_key(store, key);
+    if (obj) {
+        if (info)
+            object_fill_info(obj, info);
+        if (body)
+            *body = s3m_body_ref(obj->body);
+    }
+    store_unlock(store);
+    if (body)
+        COUNT(store, gets);
+    else
+        COUNT(store, heads);
+    return obj ? 0 : -ENOENT;
+}
+
+int s3m_store_head(struct s3m_store *store, const char *key,
+                   struct s3m_object_info *info)
+{
+    return s3m_store_get(store, key, info, NULL);
+}
+
+int s3m_store_etag(struct s3m_store *store, const char *key, char out[33])
+{
+    struct s3m_body *body = NULL;
+    int rc = s3m_store_get(store, key, NULL, &body);
+    if (rc)
+        return rc;
+    body_etag(body, out);
+    s3m_body_unref(body);
+    return 0;
+}
+
+/* ---- copy / delete / move ------------------------------------------------- */
+
+static struct s3m_meta *directive_meta(const struct s3m_meta *source,
+                                       enum s3m_metadata_directive directive,
+                                       const struct s3m_meta *meta, int *rc)
+{
+    struct s3m_meta *result = NULL;
+    *rc = 0;
+    switch (directive) {
+    case S3M_COPY_KEEP:
+        return s3m_meta_ref((struct s3m_meta *)source);
+    case S3M_COPY_MERGE:
+        result = s3m_meta_merge(source, meta);
+        break;
+    case S3M_COPY_REPLACE:
+        if (!meta)
+            return NULL;
+        return s3m_meta_ref((struct s3m_meta *)meta);
+    default:
+        *rc = -EINVAL;
+        return NULL;
+    }
+    if (!result)
+        *rc = -ENOMEM;
+    return result;
+}
+
+int s3m_store_copy(struct s3m_store *store, const char *src, const char *dst,
+                   enum s3m_metadata_directive directive,
+                   const struct s3m_meta *meta)
+{
+    int rc = check_key(src);
+    if (rc == 0)
+        rc = check_key(dst);
+    if (rc)
+        return rc;
+    struct s3m_object_info info;
+    struct s3m_body *body;
+    rc = s3m_store_get(store, src, &info, &body);
+    if (rc)
+        return rc;
+    struct s3m_meta *merged = directive_meta(info.meta, directive, meta, &rc);
+    if (rc == 0) {
+        struct s3m_put_attrs attrs = {
+            .meta = merged, .mode = info.mode, .has_owner = true,
+            .uid = info.uid, .gid = info.gid,
+        };
+        rc = s3m_store_put_body(store, dst, body, &attrs, 0);
+    }
+    s3m_meta_unref(merged);
+    s3m_object_info_release(&info);
+    s3m_body_unref(body);
+    COUNT(store, copies);
+    return rc;
+}
+
+int s3m_store_delete(struct s3m_store *store, const char *key)
+{
+    int rc = check_key(key);
+    if (rc)
+        return rc;
+    store_write_lock(store);
+    struct s3m_object *obj = find_key(store, key);
+    if (obj)
+        index_remove(store, obj);
+    store_unlock(store);
+    s3m_object_unref(obj);
+    COUNT(store, deletes);
+    store_log(store, "delete '%s': %s", key, obj ? "ok" : "no such key");
+    return obj ? 0 : -ENOENT;
+}
+
+int s3m_store_delete_marker(struct s3m_store *store, const char *marker)
+{
+    int rc = check_key(marker);
+    if (rc)
+        return rc;
+    size_t len = strlen(marker);
+    store_write_lock(store);
+    struct s3m_object *first = index_seek(store, marker, len, false);
+    struct s3m_object *obj = find_key(store, marker);
+    struct s3m_object *after = obj ? obj->forward[0] : first;
+    if (after && strncmp(after->key, marker, len) == 0)
+        rc = -ENOTEMPTY;
+    else if (!obj)
+        rc = -ENOENT;
+    else if (s3m_body_size(obj->body) > 0)
+        rc = -ENOTEMPTY;
+    else
+        index_remove(store, obj);
+    store_unlock(store);
+    if (rc == 0)
+        s3m_object_unref(obj);
+    COUNT(store, deletes);
+    store_log(store, "delete marker '%s': %s", marker, rc ? strerror(-rc) : "ok");
+    return rc;
+}
+
+int s3m_store_delete_many(struct s3m_store *store, const char *const *keys,
+                          size_t count, size_t *deleted)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < count; i++)
+        if (s3m_store_delete(store, keys[i]) == 0)
+            done++;
+    if (deleted)
+        *deleted = done;
+    return 0;
+}
+
+/* Gives obj the key new_key (taken) and puts it back in the index. Caller
+ * holds the write lock and has removed obj from the index. */
+static void rekey(struct s3m_store *store, struct s3m_object *obj, char *new_key)
+{
+    free(obj->key);
+    obj->key = new_key;
+    obj->key_len = (uint32_t)strlen(new_key);
+    obj->hash = s3m_hash(new_key, obj->key_len);
+    index_replace(store, obj);
+}
+
+int s3m_store_move(struct s3m_store *store, const char *src, const char *dst,
+                   bool noreplace)
+{
+    int rc = check_key(src);
+    if (rc == 0)
+        rc = check_key(dst);
+    if (rc)
+        return rc;
+    char *new_key = s3m_strdup(dst);
+    if (!new_key)
+        return -ENOMEM;
+    store_write_lock(store);
+    struct s3m_object *obj = find_key(store, src);
+    if (!obj)
+        rc = -ENOENT;
+    else if (strcmp(src, dst) == 0)
+        rc = 0;
+    else if (noreplace && find_key(store, dst))
+        rc = -EEXIST;
+    else {
+        index_remove(store, obj);
+        rekey(store, obj, new_key);
+        new_key = NULL;
+    }
+    store_unlock(store);
+    free(new_key);
+    COUNT(store, moves);
+    store_log(store, "move '%s' to '%s': %s", src, dst, rc ? strerror(-rc) : "ok");
+    return rc;
+}
+
+struct prefix_move {
+    struct s3m_object **objects;
+    char **keys;
+    size_t count;
+};
+
+static void prefix_move_release(struct prefix_move *move)
+{
+    for (size_t i = 0; move->keys && i < move->count; i++)
+        free(move->keys[i]);
+    free(move->keys);
+    free(move->objects);
+}
+
+/* Collects the objects under src and their new keys, checking every new key.
+ * Caller holds the write lock. Changes nothing in the store. */
+static int prefix_move_plan(struct s3m_store *store, const char *src,
+                            const char *dst, struct prefix_move *move)
+{
+    size_t src_len = strlen(src), dst_len = strlen(dst);
+    size_t count = 0;
+    struct s3m_object *first = index_seek(store, src, src_len, false);
+    for (struct s3m_object *o = first;
+         o && strncmp(o->key, src, src_len) == 0; o = o->forward[0])
+        count++;
+    move->objects = s3m_calloc(count ? count : 1, sizeof(*move->objects));
+    move->keys = s3m_calloc(count ? count : 1, sizeof(*move->keys));
+    if (!move->objects || !move->keys)
+        return -ENOMEM;
+    struct s3m_object *o = first;
+    for (size_t i = 0; i < count; i++, o = o->forward[0]) {
+        size_t rest = o->key_len - src_len;
+        if (dst_len + rest > S3M_KEY_MAX)
+            return -ENAMETOOLONG;
+        char *key = s3m_malloc(dst_len + rest + 1);
+        if (!key)
+            return -ENOMEM;
+        memcpy(key, dst, dst_len);
+        memcpy(key + dst_len, o->key + src_len, rest + 1);
+        move->keys[i] = key;
+        move->objects[i] = o;
+        move->count = i + 1;
+        struct s3m_object *there = find_key(store, key);
+        if (there && strncmp(there->key, src, src_len) != 0)
+            return -EEXIST;
+    }
+    return 0;
+}
+
+int s3m_store_move_prefix(struct s3m_store *store, const char *src_prefix,
+                          const char *dst_prefix, size_t *moved)
+{
+    struct prefix_move move = {0};
+    if (strlen(src_prefix) > S3M_KEY_MAX || strlen(dst_prefix) > S3M_KEY_MAX)
+        return -ENAMETOOLONG;
+    store_write_lock(store);
+    int rc = prefix_move_plan(store, src_prefix, dst_prefix, &move);
+    if (rc == 0 && strcmp(src_prefix, dst_prefix) != 0) {
+        for (size_t i = 0; i < move.count; i++)
+            index_remove(store, move.objects[i]);
+        for (size_t i = 0; i < move.count; i++) {
+            rekey(store, move.objects[i], move.keys[i]);
+            move.keys[i] = NULL;
+        }
+    }
+    store_unlock(store);
+    if (moved)
+        *moved = rc ? 0 : move.count;
+    store_log(store, "move prefix '%s' to '%s': %zu keys, %s", src_prefix,
+              dst_prefix, rc ? 0 : move.count, rc ? strerror(-rc) : "ok");
+    prefix_move_release(&move);
+    COUNT(store, moves);
+    return rc;
+}
+
+void s3m_store_clear(struct s3m_store *store)
+{
+    struct s3m_object **old_buckets;
+    store_write_lock(store);
+    struct s3m_object **buckets = s3m_calloc(64, sizeof(*buckets));
+    struct s3m_object *first = NULL;
+    if (buckets) {
+        first = take_contents(store, &old_buckets);
+        store->buckets = buckets;
+        store->bucket_count = 64;
+    } else {
+        /* no memory for a fresh table: unlink one by one */
+        while (store->head[0]) {
+            struct s3m_object *obj = store->head[0];
+            index_remove(store, obj);
+            s3m_object_unref(obj);
+        }
+    }
+    store_unlock(store);
+    if (buckets)
+        release_detached(first, old_buckets);
+    store_log(store, "clear");
+}
+
+size_t s3m_store_count(struct s3m_store *store, const char *prefix)
+{
+    size_t len = prefix ? strlen(prefix) : 0;
+    size_t count = 0;
+    store_read_lock(store);
+    if (len == 0) {
+        count = store->count;
+    } else {
+        struct s3m_object *o = index_seek(store, prefix, len, false);
+        for (; o && strncmp(o->key, prefix, len) == 0; o = o->forward[0])
+            count++;
+    }
+    store_unlock(store);
+    return count;
+}
+
+bool s3m_store_has_prefix(struct s3m_store *store, const char *prefix)
+{
+    size_t len = strlen(prefix);
+    store_read_lock(store);
+    struct s3m_object *o = index_seek(store, prefix, len, false);
+    bool found = o && strncmp(o->key, prefix, len) == 0;
+    store_unlock(store);
+    return found;
+}
+
+void s3m_store_stats(struct s3m_store *store, struct s3m_store_stats *stats)
+{
+    memset(stats, 0, sizeof(*stats));
+    store_read_lock(store);
+    stats->object_count = store->count;
+    stats->total_size = store->total_size;
+    stats->key_bytes = store->key_bytes;
+    store_unlock(store);
+    stats->memory_used = s3m_body_memory_used();
+#define LOAD(field) stats->field = atomic_load_explicit(&store->field, memory_order_relaxed)
+    LOAD(puts); LOAD(gets); LOAD(heads); LOAD(deletes); LOAD(lists);
+    LOAD(copies); LOAD(moves); LOAD(writes); LOAD(reads);
+#undef LOAD
+}
+
+/* ---- whole store ------------------------------------------------------------ */
+
+int s3m_store_foreach(struct s3m_store *store, const char *prefix,
+                      s3m_store_visit_fn fn, void *ctx)
+{
+    size_t len = prefix ? strlen(prefix) : 0;
+    int rc = 0;
+    store_read_lock(store);
+    struct s3m_object *o = len ? index_seek(store, prefix, len, false)
+                               : index_first(store);
+    for (; o && rc == 0 && strncmp(o->key, prefix ? prefix : "", len) == 0;
+         o = o->forward[0]) {
+        struct s3m_object_info info;
+        object_fill_info(o, &info);
+        rc = fn(ctx, o->key, &info, o->body);
+        s3m_meta_unref(info.meta);
+    }
+    store_unlock(store);
+    return rc;
+}
+
+/* Copies every object of source into the empty store copy. */
+static int copy_objects(struct s3m_store *copy, const struct s3m_store *source)
+{
+    for (struct s3m_object *o = source->head[0]; o; o = o->forward[0]) {
+        struct s3m_object *c = object_new(copy, o->key, o->key_len);
+        if (!c)
+            return -ENOMEM;
+        c->body = s3m_body_ref(o->body);
+        c->meta = s3m_meta_ref(o->meta);
+        c->mtime_ns = o->mtime_ns;
+        c->atime_ns = o->atime_ns;
+        c->ctime_ns = o->ctime_ns;
+        c->mode = o->mode;
+        c->uid = o->uid;
+        c->gid = o->gid;
+        index_insert(copy, c);
+        index_maybe_grow(copy);
+    }
+    return 0;
+}
+
+struct s3m_store *s3m_store_snapshot(struct s3m_store *store)
+{
+    struct s3m_store *copy = s3m_store_new(&store->config);
+    if (!copy)
+        return NULL;
+    store_read_lock(store);
+    int rc = copy_objects(copy, store);
+    store_unlock(store);
+    if (rc) {
+        s3m_store_free(copy);
+        return NULL;
+    }
+    return copy;
+}
+
+void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source)
+{
+    struct s3m_object **old_buckets;
+    store_write_lock(store);
+    store_write_lock(source);
+    struct s3m_object *first = take_contents(store, &old_buckets);
+    store->buckets = source->buckets;
+    store->bucket_count = source->bucket_count;
+    store->count = source->count;
+    memcpy(store->head, source->head, sizeof(store->head));
+    store->level = source->level;
+    store->total_size = source->total_size;
+    store->key_bytes = source->key_bytes;
+    /* source is left with no index at all: it may only be freed */
+    source->buckets = NULL;
+    source->bucket_count = 0;
+    memset(source->head, 0, sizeof(source->head));
+    source->count = 0;
+    store_unlock(source);
+    store_unlock(store);
+    release_detached(first, old_buckets);
+    store_log(store, "swap in %zu objects", store->count);
+}
+
+int s3m_store_restore(struct s3m_store *store, struct s3m_store *source)
+{
+    struct s3m_store *copy = s3m_store_snapshot(source);
+    if (!copy)
+        return -ENOMEM;
+    s3m_store_swap_in(store, copy);
+    s3m_store_free(copy);
+    return 0;
+}

@@ -1,0 +1,61 @@
+/*
+ * utf8.c - strict UTF-8 validation, following Table 3-7 of the Unicode
+ * Standard ("well-formed UTF-8 byte sequences"): no overlong forms, no
+ * surrogates (U+D800..U+DFFF), nothing above U+10FFFF, no truncated
+ * sequence. U+0000 is valid UTF-8; callers that forbid NUL check for it.
+ */
+#include "s3mem/util.h"
+
+/* The length of the sequence that lead byte lead starts (0 when lead cannot
+ * start one) and the range its second byte must fall in; the range is what
+ * excludes overlongs, surrogates and code points above U+10FFFF. */
+static unsigned sequence_shape(unsigned char lead, unsigned char *second_min,
+                               unsigned char *second_max)
+{
+    *second_min = 0x80;
+    *second_max = 0xbf;
+    if (lead < 0x80)
+        return 1;
+    if (lead < 0xc2)
+        return 0;
+    if (lead < 0xe0)
+        return 2;
+    if (lead < 0xf0) {
+        if (lead == 0xe0)
+            *second_min = 0xa0;
+        else if (lead == 0xed)
+            *second_max = 0x9f;
+        return 3;
+    }
+    if (lead < 0xf5) {
+        if (lead == 0xf0)
+            *second_min = 0x90;
+        else if (lead == 0xf4)
+            *second_max = 0x8f;
+        return 4;
+    }
+    return 0;
+}
+
+bool s3m_utf8_valid(const char *text, size_t len)
+{
+    const unsigned char *bytes = (const unsigned char *)text;
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char second_min, second_max;
+        unsigned length = sequence_shape(bytes[i], &second_min, &second_max);
+
+        if (length == 0 || length > len - i)
+            return false;
+        if (length > 1 &&
+            (bytes[i + 1] < second_min || bytes[i + 1] > second_max))
+            return false;
+        for (unsigned k = 2; k < length; k++) {
+            if (bytes[i + k] < 0x80 || bytes[i + k] > 0xbf)
+                return false;
+        }
+        i += length;
+    }
+    return true;
+}
