@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "s3mem/ctl.h"
+#include "s3mem/format.h"
 #include "s3mem/fs.h"
 #include "s3mem/store.h"
 #include "s3mem/util.h"
@@ -23,6 +25,9 @@ struct options {
     char *max_memory;
     char *ready_file;
     char *timeout;
+    char *persist;
+    unsigned autopersist_ms;
+    int autopersist;
     int enforce_limits;
     int verbose;
 };
@@ -38,6 +43,9 @@ static const struct fuse_opt option_spec[] = {
     OPTION("max_memory=%s", max_memory, 0),
     OPTION("ready_file=%s", ready_file, 0),
     OPTION("timeout=%s", timeout, 0),
+    OPTION("persist=%s", persist, 0),
+    OPTION("autopersist", autopersist, 1),
+    OPTION("autopersist=%u", autopersist_ms, 0),
     OPTION("enforce_limits", enforce_limits, 1),
     OPTION("verbose", verbose, 1),
     FUSE_OPT_END,
@@ -57,6 +65,10 @@ static void usage(const char *program)
            "    -o max_memory=N        memory for bodies, e.g. 512M; writes beyond\n"
            "                           it fail with ENOSPC (default: no limit; df\n"
            "                           shows physical memory)\n"
+           "    -o persist=PATH        load PATH at mount when it exists, save it at\n"
+           "                           unmount and SIGTERM (s3db.js snapshot JSON)\n"
+           "    -o autopersist[=MS]    also save in the background at most every MS\n"
+           "                           milliseconds after changes (default: 1000)\n"
            "    -o timeout=SECONDS     kernel entry/attribute cache timeout (default: 0)\n"
            "    -o verbose             log one line per store operation\n"
            "    -o ready_file=PATH     write \"ready\" to PATH (e.g. a FIFO) once mounted\n"
@@ -173,11 +185,32 @@ static void free_options(struct options *opts)
     free(opts->max_memory);
     free(opts->ready_file);
     free(opts->timeout);
+    free(opts->persist);
+}
+
+/* Loads the persist file into store when it exists. 0, or 1 after
+ * printing the reason. */
+static int load_persisted(const struct options *opts, struct s3m_store *store)
+{
+    if (!opts->persist || access(opts->persist, F_OK) != 0)
+        return 0;
+    struct s3m_error err = {0};
+    struct s3m_store *loaded = NULL;
+    struct s3m_load_report report;
+    if (s3m_format_load(opts->persist, s3m_store_config(store), &loaded, &report,
+                        &err) != 0) {
+        fprintf(stderr, "s3mem: cannot load persist file: %s\n", err.message);
+        return 1;
+    }
+    s3m_store_swap_in(store, loaded);
+    s3m_store_free(loaded);
+    s3m_log("loaded %zu objects from '%s'", report.objects, opts->persist);
+    return 0;
 }
 
 static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
                struct s3m_store *store, struct s3m_fs *fs,
-               const struct options *opts)
+               struct s3m_ctl *ctl, const struct options *opts)
 {
     struct fuse_session *se = fuse_session_new(args, s3m_fs_operations(),
                                                sizeof(struct fuse_lowlevel_ops), fs);
@@ -191,6 +224,9 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
         goto signals;
     fuse_daemonize(cmdline->foreground);
     s3m_log("mounted bucket '%s' at %s", s3m_store_bucket(store), cmdline->mountpoint);
+    if ((opts->autopersist || opts->autopersist_ms) &&
+        s3m_ctl_start_autopersist(ctl, opts->autopersist_ms) != 0)
+        s3m_log("cannot start autopersist");
     signal_ready(opts->ready_file);
     if (cmdline->singlethread) {
         rc = fuse_session_loop(se);
@@ -206,6 +242,9 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
         }
     }
     rc = rc ? 1 : 0;
+    s3m_ctl_stop_autopersist(ctl);
+    if (s3m_ctl_persist(ctl, false) != 0)
+        rc = 1;
     fuse_session_unmount(se);
     s3m_log("unmounted %s", cmdline->mountpoint);
 signals:
@@ -243,19 +282,31 @@ int main(int argc, char *argv[])
     if (check_names(&opts) || build_store_config(&opts, &store_config) ||
         parse_timeout(opts.timeout, &timeout))
         goto out;
+    if ((opts.autopersist || opts.autopersist_ms) && !opts.persist) {
+        fprintf(stderr, "s3mem: autopersist needs persist=PATH\n");
+        goto out;
+    }
+    if (opts.persist && opts.persist[0] != '/') {
+        fprintf(stderr, "s3mem: persist path must be absolute: '%s'\n", opts.persist);
+        goto out;
+    }
     fuse_opt_add_arg(&args, "-ofsname=s3mem,subtype=s3mem");
     struct s3m_store *store = s3m_store_new(&store_config);
+    struct s3m_ctl_config ctl_config = {.key_prefix = opts.key_prefix,
+                                        .persist_path = opts.persist};
+    struct s3m_ctl *ctl = store ? s3m_ctl_new(&ctl_config, store) : NULL;
     struct s3m_fs_config fs_config = {
         .key_prefix = opts.key_prefix, .control_dir = opts.control_dir,
         .uid = getuid(), .gid = getgid(), .timeout = timeout,
-        .verbose = opts.verbose,
+        .verbose = opts.verbose, .ctl = ctl,
     };
-    struct s3m_fs *fs = store ? s3m_fs_new(&fs_config, store) : NULL;
+    struct s3m_fs *fs = ctl ? s3m_fs_new(&fs_config, store) : NULL;
     if (!fs)
         fprintf(stderr, "s3mem: out of memory\n");
-    else
-        rc = run(&args, &cmdline, store, fs, &opts);
+    else if (load_persisted(&opts, store) == 0)
+        rc = run(&args, &cmdline, store, fs, ctl, &opts);
     s3m_fs_free(fs);
+    s3m_ctl_free(ctl);
     s3m_store_free(store);
 out:
     free(cmdline.mountpoint);

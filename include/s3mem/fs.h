@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "s3mem/ctl.h"
 #include "s3mem/store.h"
 
 struct s3m_fs_config {
@@ -25,6 +26,7 @@ struct s3m_fs_config {
     gid_t gid;
     double timeout;             /* entry and attribute timeout, seconds */
     bool verbose;               /* log every request */
+    struct s3m_ctl *ctl;        /* borrowed; NULL = no control directory */
 };
 
 struct s3m_fs;

@@ -286,6 +286,9 @@ struct s3m_store_stats {
     uint64_t puts, gets, heads, deletes, lists, copies, moves, writes, reads;
 };
 void s3m_store_stats(struct s3m_store *store, struct s3m_store_stats *stats);
+/* A number that changes whenever the store's contents change (for
+ * "save only when changed"). */
+uint64_t s3m_store_generation(struct s3m_store *store);
 
 /* ---- open objects (the FUSE layer's file handles) ------------------------ */
 

@@ -43,10 +43,10 @@ void fs_stat_implicit_dir(const struct s3m_fs *fs, struct stat *st)
     fs_stat_from_info(&info, true, st);
 }
 
-int fs_stat_file(struct s3m_fs *fs, const char *key, struct stat *st)
+int fs_stat_file(struct s3m_fs *fs, const struct fs_key *key, struct stat *st)
 {
     struct s3m_object_info info;
-    int rc = s3m_store_head(fs->store, key, &info);
+    int rc = s3m_store_head(key->store, key->text, &info);
     if (rc)
         return rc;
     fs_stat_from_info(&info, false, st);
@@ -54,10 +54,10 @@ int fs_stat_file(struct s3m_fs *fs, const char *key, struct stat *st)
     return 0;
 }
 
-int fs_stat_dir(struct s3m_fs *fs, const char *dir_key, struct stat *st)
+int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st)
 {
     struct s3m_object_info info;
-    if (dir_key[0] == '\0' || strcmp(dir_key, fs->key_prefix) == 0) {
+    if (dir_key->len == fs->key_prefix_len) {
         /* the root: always there; its attributes live in fs */
         pthread_mutex_lock(&fs->lock);
         struct s3m_object_info root = {
@@ -69,36 +69,36 @@ int fs_stat_dir(struct s3m_fs *fs, const char *dir_key, struct stat *st)
         fs_stat_from_info(&root, true, st);
         return 0;
     }
-    if (s3m_store_head(fs->store, dir_key, &info) == 0) {
+    if (s3m_store_head(dir_key->store, dir_key->text, &info) == 0) {
         fs_stat_from_info(&info, true, st);
         s3m_object_info_release(&info);
         return 0;
     }
-    if (!s3m_store_has_prefix(fs->store, dir_key))
+    if (!s3m_store_has_prefix(dir_key->store, dir_key->text))
         return -ENOENT;
     fs_stat_implicit_dir(fs, st);
     return 0;
 }
 
-int fs_kind_of(struct s3m_fs *fs, const char *key, size_t len)
+int fs_kind_of(struct s3m_fs *fs, const struct fs_key *key)
 {
-    struct fs_key dir;
-    memcpy(dir.text, key, len);
-    dir.len = len;
-    dir.text[len] = '\0';
-    if (key_append(&dir, "", 0, true) == 0 && s3m_store_has_prefix(fs->store, dir.text))
+    struct fs_key dir = *key;
+    if (key_append(&dir, "", 0, true) == 0 && s3m_store_has_prefix(key->store, dir.text))
         return S_IFDIR;
-    return s3m_store_head(fs->store, key, NULL) == 0 ? S_IFREG : 0;
+    return s3m_store_head(key->store, key->text, NULL) == 0 ? S_IFREG : 0;
 }
 
-int fs_ensure_marker(struct s3m_fs *fs, const char *dir_key)
+int fs_ensure_marker(struct s3m_fs *fs, const struct fs_key *dir_key)
 {
-    if (s3m_store_head(fs->store, dir_key, NULL) == 0)
+    if (dir_key->readonly)
+        return -EROFS;
+    if (s3m_store_head(dir_key->store, dir_key->text, NULL) == 0)
         return 0;
     struct s3m_put_attrs attrs = {.mode = 0755, .has_owner = true,
                                   .uid = fs->uid, .gid = fs->gid,
                                   .mtime_ns = fs->start_ns};
-    int rc = s3m_store_put(fs->store, dir_key, NULL, 0, &attrs, S3M_PUT_CREATE);
+    int rc = s3m_store_put(dir_key->store, dir_key->text, NULL, 0, &attrs,
+                           S3M_PUT_CREATE);
     return rc == -EEXIST ? 0 : rc;
 }
 

@@ -48,19 +48,23 @@ void fs_reply_new_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t parent,
 static int stat_key(struct s3m_fs *fs, struct fs_key *key, bool *is_dir,
                     struct stat *st)
 {
-    int kind = fs_kind_of(fs, key->text, key->len);
+    int kind = fs_kind_of(fs, key);
     if (kind == 0)
         return -ENOENT;
     *is_dir = kind == S_IFDIR;
     if (!*is_dir)
-        return fs_stat_file(fs, key->text, st);
+        return fs_stat_file(fs, key, st);
     int rc = key_append(key, "", 0, true);
-    return rc ? rc : fs_stat_dir(fs, key->text, st);
+    return rc ? rc : fs_stat_dir(fs, key, st);
 }
 
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    if (fs_control_parent(fs, parent, name)) {
+        fs_control_lookup(req, parent, name);
+        return;
+    }
     size_t len = strlen(name);
     struct fs_key key;
     struct stat st;
@@ -114,8 +118,10 @@ int fs_prepare_new(struct s3m_fs *fs, fuse_ino_t parent, const char *name,
     pthread_mutex_unlock(&fs->lock);
     if (rc)
         return rc;
-    if (fs_stat_dir(fs, key->text, pst))
+    if (fs_stat_dir(fs, key, pst))
         return -ENOENT; /* the parent vanished */
+    if (key->readonly)
+        return -EROFS;
     size_t len = strlen(name);
     rc = s3m_path_check_new(name, len, key->len, is_dir);
     if (rc) {
@@ -128,7 +134,7 @@ int fs_prepare_new(struct s3m_fs *fs, fuse_ino_t parent, const char *name,
         return rc;
     }
     rc = key_append(key, name, len, false);
-    if (rc == 0 && fs_kind_of(fs, key->text, key->len))
+    if (rc == 0 && fs_kind_of(fs, key))
         rc = -EEXIST;
     return rc;
 }
@@ -146,6 +152,10 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
                  mode_t mode)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    if (fs_control_parent(fs, parent, name)) {
+        fs_control_mkdir(req, parent, name);
+        return;
+    }
     struct fs_key key;
     struct stat pst, st;
     int rc = fs_prepare_new(fs, parent, name, true, &key, &pst, "mkdir");
@@ -156,10 +166,10 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
         fs_new_owner(req, &pst, &attrs);
         if (pst.st_mode & S_ISGID)
             attrs.mode |= S_ISGID;
-        rc = s3m_store_put(fs->store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
+        rc = s3m_store_put(key.store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
     }
     if (rc == 0)
-        rc = fs_stat_dir(fs, key.text, &st);
+        rc = fs_stat_dir(fs, &key, &st);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
@@ -181,14 +191,20 @@ static void unlink_node(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
 void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    if (fs_control_parent(fs, parent, name)) {
+        fs_control_rmdir(req, parent, name);
+        return;
+    }
     struct fs_key key;
     int rc = child_key(fs, parent, name, &key);
+    struct fs_key file_key = key;
+    if (rc == 0 && key.readonly)
+        rc = -EROFS;
     if (rc == 0)
         rc = key_append(&key, "", 0, true);
     if (rc == 0)
-        rc = s3m_store_delete_marker(fs->store, key.text);
-    if (rc == -ENOENT && s3m_store_head(fs->store, key.text, NULL) != 0 &&
-        fs_kind_of(fs, key.text, key.len - 1) == S_IFREG)
+        rc = s3m_store_delete_marker(key.store, key.text);
+    if (rc == -ENOENT && fs_kind_of(fs, &file_key) == S_IFREG)
         rc = -ENOTDIR;
     if (rc == 0)
         unlink_node(fs, parent, name);
@@ -199,11 +215,14 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
     struct fs_key key;
-    int rc = child_key(fs, parent, name, &key);
-    if (rc == 0 && fs_kind_of(fs, key.text, key.len) == S_IFDIR)
+    int rc = fs_control_parent(fs, parent, name) ? -EPERM
+                                                 : child_key(fs, parent, name, &key);
+    if (rc == 0 && key.readonly)
+        rc = -EROFS;
+    if (rc == 0 && fs_kind_of(fs, &key) == S_IFDIR)
         rc = -EISDIR;
     if (rc == 0)
-        rc = s3m_store_delete(fs->store, key.text);
+        rc = s3m_store_delete(key.store, key.text);
     if (rc == 0)
         unlink_node(fs, parent, name);
     fuse_reply_err(req, -rc);
@@ -223,26 +242,30 @@ static int rename_dir(struct s3m_fs *fs, struct fs_key *src, struct fs_key *dst,
     if (dst_kind == S_IFDIR) {
         if (noreplace)
             return -EEXIST;
-        rc = s3m_store_delete_marker(fs->store, dst->text);
+        rc = s3m_store_delete_marker(dst->store, dst->text);
         if (rc && rc != -ENOENT)
             return rc;
     }
-    return s3m_store_move_prefix(fs->store, src->text, dst->text, NULL);
+    return s3m_store_move_prefix(src->store, src->text, dst->text, NULL);
 }
 
 static int rename_keys(struct s3m_fs *fs, struct fs_key *src, struct fs_key *dst,
                        unsigned flags)
 {
     bool noreplace = flags & RENAME_NOREPLACE;
-    int src_kind = fs_kind_of(fs, src->text, src->len);
-    int dst_kind = fs_kind_of(fs, dst->text, dst->len);
+    if (src->readonly || dst->readonly)
+        return -EROFS;
+    if (src->store != dst->store)
+        return -EXDEV;
+    int src_kind = fs_kind_of(fs, src);
+    int dst_kind = fs_kind_of(fs, dst);
     if (src_kind == 0)
         return -ENOENT;
     if (src_kind == S_IFDIR)
         return rename_dir(fs, src, dst, dst_kind, noreplace);
     if (dst_kind == S_IFDIR)
         return -EISDIR;
-    return s3m_store_move(fs->store, src->text, dst->text, noreplace);
+    return s3m_store_move(src->store, src->text, dst->text, noreplace);
 }
 
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -250,6 +273,11 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
     struct fs_key src = {.len = 0}, dst;
+    if (fs_control_parent(fs, parent, name) ||
+        fs_control_parent(fs, newparent, newname)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
     if (flags & ~(unsigned)RENAME_NOREPLACE) {
         fs_log_refusal(fs, "rename", name, -EINVAL, "only RENAME_NOREPLACE is supported");
         fuse_reply_err(req, EINVAL);

@@ -39,7 +39,7 @@ static int stat_ino(struct s3m_fs *fs, fuse_ino_t ino, struct fs_file *file,
     int rc = 0;
     if (file) {
         struct s3m_object_info info;
-        s3m_object_head(fs->store, file->obj, &info);
+        s3m_object_head(file->store, file->obj, &info);
         fs_stat_from_info(&info, false, st);
         s3m_object_info_release(&info);
     } else {
@@ -47,8 +47,7 @@ static int stat_ino(struct s3m_fs *fs, fuse_ino_t ino, struct fs_file *file,
         bool is_dir = false;
         rc = ino_key(fs, ino, &key, &is_dir);
         if (rc == 0)
-            rc = is_dir ? fs_stat_dir(fs, key.text, st)
-                        : fs_stat_file(fs, key.text, st);
+            rc = is_dir ? fs_stat_dir(fs, &key, st) : fs_stat_file(fs, &key, st);
     }
     st->st_ino = ino;
     return rc;
@@ -57,6 +56,10 @@ static int stat_ino(struct s3m_fs *fs, fuse_ino_t ino, struct fs_file *file,
 void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    if (fs_control_node(fs, ino)) {
+        fs_control_getattr(req, ino);
+        return;
+    }
     struct stat st;
     int rc = stat_ino(fs, ino, file_of(fi), &st);
     if (rc)
@@ -118,49 +121,59 @@ static void set_root_attrs(struct s3m_fs *fs, const struct s3m_attr_update *u)
 
 /* The object setattr changes: the open file's, or the key's (a directory's
  * marker is created when it is implicit). New reference or NULL (*root set
- * for the root, which has no object). */
+ * for the root, which has no object); *store is the object's store. */
 static struct s3m_object *setattr_target(struct s3m_fs *fs, fuse_ino_t ino,
                                          struct fs_file *file, int to_set,
-                                         bool *root, int *rc)
+                                         struct s3m_store **store, bool *root,
+                                         int *rc)
 {
     *root = false;
     *rc = 0;
-    if (file)
-        return s3m_object_ref(file->obj);
+    if (file) {
+        *store = file->store;
+        *rc = file->readonly ? -EROFS : 0;
+        return *rc ? NULL : s3m_object_ref(file->obj);
+    }
     struct fs_key key;
     bool is_dir = false;
     *rc = ino_key(fs, ino, &key, &is_dir);
+    if (*rc == 0 && key.readonly)
+        *rc = -EROFS;
+    if (*rc == 0 && is_dir && (to_set & FUSE_SET_ATTR_SIZE))
+        *rc = -EISDIR;
     if (*rc)
         return NULL;
-    if (is_dir && (to_set & FUSE_SET_ATTR_SIZE)) {
-        *rc = -EISDIR;
-        return NULL;
-    }
-    if (is_dir && strcmp(key.text, fs->key_prefix) == 0) {
+    *store = key.store;
+    if (is_dir && key.len == fs->key_prefix_len) {
         *root = true;
         return NULL;
     }
-    if (is_dir && (*rc = fs_ensure_marker(fs, key.text)) != 0)
+    if (is_dir && (*rc = fs_ensure_marker(fs, &key)) != 0)
         return NULL;
-    return s3m_store_open(fs->store, key.text, rc);
+    return s3m_store_open(key.store, key.text, rc);
 }
 
 void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                    int to_set, struct fuse_file_info *fi)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    if (fs_control_node(fs, ino)) {
+        fs_control_setattr(req, ino, attr, to_set, fi);
+        return;
+    }
     struct s3m_attr_update update;
+    struct s3m_store *store = NULL;
     bool root;
     int rc;
     attr_update_from(attr, to_set, &update);
     struct s3m_object *obj = setattr_target(fs, ino, file_of(fi), to_set,
-                                            &root, &rc);
+                                            &store, &root, &rc);
     if (root)
         set_root_attrs(fs, &update);
     if (obj && (to_set & FUSE_SET_ATTR_SIZE))
-        rc = s3m_object_truncate(fs->store, obj, (uint64_t)attr->st_size);
+        rc = s3m_object_truncate(store, obj, (uint64_t)attr->st_size);
     if (obj && rc == 0)
-        rc = s3m_object_set_attrs(fs->store, obj, &update);
+        rc = s3m_object_set_attrs(store, obj, &update);
     s3m_object_unref(obj);
     struct stat st;
     if (rc == 0)
@@ -175,19 +188,25 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
     }
 }
 
-/* New handle for obj (taken) with the open flags applied. */
-static int file_open(struct s3m_fs *fs, struct s3m_object *obj,
+/* New handle for obj (taken) of key's store, with the open flags applied. */
+static int file_open(const struct fs_key *key, struct s3m_object *obj,
                      struct fuse_file_info *fi)
 {
     int rc = 0;
-    if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
-        rc = s3m_object_truncate(fs->store, obj, 0);
-    struct fs_file *file = rc ? NULL : s3m_malloc(sizeof(*file));
+    bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
+    if (writing && key->readonly)
+        rc = -EROFS;
+    else if ((fi->flags & O_TRUNC) && writing)
+        rc = s3m_object_truncate(key->store, obj, 0);
+    struct fs_file *file = rc ? NULL : s3m_calloc(1, sizeof(*file));
     if (!file) {
         s3m_object_unref(obj);
         return rc ? rc : -ENOMEM;
     }
     file->obj = obj;
+    file->store = key->store;
+    file->readonly = key->readonly;
+    file->control_file = -1;
     fi->fh = (uint64_t)(uintptr_t)file;
     fi->keep_cache = 0;
     return 0;
@@ -199,6 +218,7 @@ static void file_close(struct fuse_file_info *fi)
     if (!file)
         return;
     s3m_object_unref(file->obj);
+    free(file->text);
     free(file);
     fi->fh = 0;
 }
@@ -206,14 +226,18 @@ static void file_close(struct fuse_file_info *fi)
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    if (fs_control_node(fs, ino)) {
+        fs_control_open(req, ino, fi);
+        return;
+    }
     struct fs_key key;
     bool is_dir = false;
     int rc = ino_key(fs, ino, &key, &is_dir);
     if (rc == 0 && is_dir)
         rc = -EISDIR;
-    struct s3m_object *obj = rc ? NULL : s3m_store_open(fs->store, key.text, &rc);
+    struct s3m_object *obj = rc ? NULL : s3m_store_open(key.store, key.text, &rc);
     if (obj)
-        rc = file_open(fs, obj, fi);
+        rc = file_open(&key, obj, fi);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
@@ -228,18 +252,18 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     struct s3m_fs *fs = fuse_req_userdata(req);
     struct fs_key key;
     struct stat pst, st;
-    int rc = fs_prepare_new(fs, parent, name, false, &key, &pst, "create");
+    int rc = fs_control_parent(fs, parent, name) ? -EPERM
+           : fs_prepare_new(fs, parent, name, false, &key, &pst, "create");
     if (rc == 0) {
         struct s3m_put_attrs attrs = {.mode = S_IFREG | (mode & 07777)};
         fs_new_owner(req, &pst, &attrs);
-        rc = s3m_store_put(fs->store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
+        rc = s3m_store_put(key.store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
     }
-    if (rc == -EEXIST && !(fi->flags & O_EXCL) &&
-        fs_kind_of(fs, key.text, key.len) == S_IFREG)
+    if (rc == -EEXIST && !(fi->flags & O_EXCL) && fs_kind_of(fs, &key) == S_IFREG)
         rc = 0; /* created meanwhile by another request: open it */
-    struct s3m_object *obj = rc ? NULL : s3m_store_open(fs->store, key.text, &rc);
+    struct s3m_object *obj = rc ? NULL : s3m_store_open(key.store, key.text, &rc);
     if (obj)
-        rc = file_open(fs, obj, fi);
+        rc = file_open(&key, obj, fi);
     if (rc == 0 && (rc = stat_ino(fs, 0, file_of(fi), &st)) != 0)
         file_close(fi);
     if (rc) {
@@ -285,9 +309,12 @@ static void reply_copy(fuse_req_t req, struct s3m_body *body, size_t size,
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 struct fuse_file_info *fi)
 {
-    struct s3m_fs *fs = fuse_req_userdata(req);
     struct fs_file *file = file_of(fi);
-    struct s3m_body *body = s3m_object_body(fs->store, file->obj);
+    if (file->control_file >= 0) {
+        fs_control_read(req, file, size, off);
+        return;
+    }
+    struct s3m_body *body = s3m_object_body(file->store, file->obj);
     struct iovec iov[READ_IOV_MAX];
     size_t total = 0;
     uint64_t body_size = s3m_body_size(body);
@@ -306,8 +333,12 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
     struct fs_file *file = file_of(fi);
+    if (file->control_file >= 0) {
+        fs_control_write(req, file, buf, size);
+        return;
+    }
     int rc = off < 0 ? -EINVAL
-                     : s3m_object_write(fs->store, file->obj, (uint64_t)off, buf, size);
+                     : s3m_object_write(file->store, file->obj, (uint64_t)off, buf, size);
     if (rc) {
         char what[32];
         snprintf(what, sizeof(what), "inode %lu", (unsigned long)ino);

@@ -27,6 +27,7 @@ struct s3m_fs *s3m_fs_new(const struct s3m_fs_config *config,
     }
     fs->key_prefix_len = strlen(fs->key_prefix);
     fs->store = store;
+    fs->ctl = config->ctl;
     fs->uid = config->uid;
     fs->gid = config->gid;
     fs->timeout = config->timeout;
@@ -125,6 +126,10 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
                      mode_t mode, dev_t rdev)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    if (fs_control_parent(fs, parent, name)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
     if (!S_ISREG(mode)) {
         refuse(req, "mknod", name, EPERM,
                "device nodes, FIFOs and sockets are not objects");
@@ -136,10 +141,10 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
     if (rc == 0) {
         struct s3m_put_attrs attrs = {.mode = S_IFREG | (mode & 07777)};
         fs_new_owner(req, &pst, &attrs);
-        rc = s3m_store_put(fs->store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
+        rc = s3m_store_put(key.store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
     }
     if (rc == 0)
-        rc = fs_stat_file(fs, key.text, &st);
+        rc = fs_stat_file(fs, &key, &st);
     if (rc)
         fuse_reply_err(req, -rc);
     else

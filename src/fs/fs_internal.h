@@ -31,8 +31,21 @@
 
 #define FS_ROOT_INO FUSE_ROOT_ID
 
+enum fs_node_kind {
+    NODE_PATH,                     /* a file or directory of a store */
+    NODE_CONTROL_DIR,              /* .s3mem */
+    NODE_CONTROL_FILE,             /* .s3mem/stats, ... */
+    NODE_SNAPSHOTS_DIR,            /* .s3mem/snapshots */
+    NODE_SNAPSHOT_ROOT,            /* .s3mem/snapshots/NAME: a read-only view */
+};
+
+struct s3m_snapshot;
+
 struct fs_node {
     fuse_ino_t ino;
+    uint8_t kind;                  /* enum fs_node_kind, fixed at creation */
+    uint8_t control_file;          /* NODE_CONTROL_FILE: enum s3m_ctl_file */
+    struct s3m_snapshot *snapshot; /* NODE_SNAPSHOT_ROOT: owned reference */
     struct fs_node *parent;        /* referenced: parent->children counts us */
     char *name;                    /* owned; NULL for root */
     size_t name_len;
@@ -57,6 +70,7 @@ struct s3m_fs {
     fuse_ino_t next_ino;           /* guarded by lock */
     struct fs_node *root;          /* pinned */
     struct s3m_store *store;       /* borrowed */
+    struct s3m_ctl *ctl;           /* borrowed, may be NULL */
     struct fuse_session *session;  /* set before the loop runs */
     char *key_prefix;              /* owned; "" or ends with '/' */
     size_t key_prefix_len;
@@ -71,13 +85,22 @@ struct s3m_fs {
     gid_t root_gid;                /* guarded by lock */
 };
 
-/* An open file: a reference to its object. */
+/* An open file: a reference to its object, or a control file's text. */
 struct fs_file {
-    struct s3m_object *obj;        /* owned reference */
+    struct s3m_object *obj;        /* owned reference; NULL for control files */
+    struct s3m_store *store;       /* borrowed (see struct fs_key) */
+    bool readonly;
+    int control_file;              /* enum s3m_ctl_file, or -1 */
+    char *text;                    /* owned: a control file's contents */
+    size_t text_len;
 };
 
-/* A key being built: the key prefix, parents' names, the name. */
+/* A key being built: the key prefix, parents' names, the name; and the
+ * store it is a key of (the live store, or a snapshot's: read-only). The
+ * store is borrowed from the node tree: valid while the request runs. */
 struct fs_key {
+    struct s3m_store *store;
+    bool readonly;
     char text[S3M_KEY_MAX + S3M_NAME_MAX + 4];
     size_t len;
 };
@@ -115,17 +138,17 @@ int key_append(struct fs_key *key, const char *name, size_t len, bool is_dir);
 /* ---- attrs.c */
 /* What a key is right now: 0 nothing, S_IFREG, or S_IFDIR (a directory
  * wins over a file of the same name). key is the file key (no '/'). */
-int fs_kind_of(struct s3m_fs *fs, const char *key, size_t len);
+int fs_kind_of(struct s3m_fs *fs, const struct fs_key *key);
 /* Fills st for a file key or a directory prefix (marker or implicit).
  * -ENOENT when it no longer exists. */
-int fs_stat_file(struct s3m_fs *fs, const char *key, struct stat *st);
-int fs_stat_dir(struct s3m_fs *fs, const char *dir_key, struct stat *st);
+int fs_stat_file(struct s3m_fs *fs, const struct fs_key *key, struct stat *st);
+int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st);
 void fs_stat_from_info(const struct s3m_object_info *info, bool is_dir,
                        struct stat *st);
 void fs_stat_implicit_dir(const struct s3m_fs *fs, struct stat *st);
 /* Makes sure a directory prefix has a marker object (setattr and setxattr on
  * an implicit directory create it). */
-int fs_ensure_marker(struct s3m_fs *fs, const char *dir_key);
+int fs_ensure_marker(struct s3m_fs *fs, const struct fs_key *dir_key);
 /* Replies to an entry request for node with st, undoing the lookup when the
  * reply fails. Takes fs->lock itself. */
 void fs_reply_entry(struct s3m_fs *fs, fuse_req_t req, struct fs_node *node,
@@ -183,6 +206,29 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                     size_t size);
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* ---- control.c: the .s3mem/ directory */
+bool fs_control_node(struct s3m_fs *fs, fuse_ino_t ino);
+/* True when (parent, name) is in the control tree or is the control dir. */
+bool fs_control_parent(struct s3m_fs *fs, fuse_ino_t parent, const char *name);
+/* The kind of a new node (parent, name); sets *control_file for files. */
+int fs_node_kind_for(const struct s3m_fs *fs, const struct fs_node *parent,
+                     const char *name, size_t len, uint8_t *control_file);
+void fs_control_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_control_getattr(fuse_req_t req, fuse_ino_t ino);
+void fs_control_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                        int to_set, struct fuse_file_info *fi);
+void fs_control_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_control_read(fuse_req_t req, struct fs_file *file, size_t size, off_t off);
+void fs_control_write(fuse_req_t req, struct fs_file *file, const char *buf,
+                      size_t size);
+/* Lists a control directory through add (stops at its first error). */
+int fs_control_list(struct s3m_fs *fs, fuse_ino_t ino,
+                    int (*add)(void *ctx, const char *name, bool is_dir,
+                               const struct stat *st),
+                    void *ctx);
+void fs_control_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_control_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 /* Logs a refused request when it is worth a line (not ENOENT on lookup). */
 void fs_log_refusal(struct s3m_fs *fs, const char *op, const char *what, int rc,

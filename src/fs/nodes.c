@@ -50,6 +50,7 @@ void nodes_release(struct s3m_fs *fs)
         struct fs_node *node = t->by_ino[i];
         while (node) {
             struct fs_node *next = node->ino_next;
+            s3m_snapshot_unref(node->snapshot);
             free(node->name);
             free(node);
             node = next;
@@ -150,6 +151,7 @@ static void node_maybe_free(struct s3m_fs *fs, struct fs_node *node)
             chain = &(*chain)->ino_next;
         *chain = node->ino_next;
         t->count--;
+        s3m_snapshot_unref(node->snapshot);
         free(node->name);
         free(node);
         parent->children--;
@@ -182,6 +184,7 @@ struct fs_node *node_lookup(struct s3m_fs *fs, struct fs_node *parent,
     node->name = copy;
     node->name_len = len;
     node->is_dir = is_dir;
+    node->kind = (uint8_t)fs_node_kind_for(fs, parent, name, len, &node->control_file);
     node->lookups = 1;
     parent->children++;
     size_t b = ino_bucket(t, node->ino);
@@ -240,19 +243,28 @@ int node_dir_key(const struct s3m_fs *fs, const struct fs_node *node,
 {
     const struct fs_node *chain[S3M_KEY_MAX];
     size_t depth = 0;
-    for (const struct fs_node *n = node; n && n != fs->root; n = n->parent) {
+    const struct fs_node *n = node;
+    for (; n && n != fs->root && n->kind == NODE_PATH; n = n->parent) {
         if (!n->linked)
             return -ENOENT; /* removed from the namespace */
         if (depth == S3M_KEY_MAX)
             return -ENAMETOOLONG;
         chain[depth++] = n;
     }
+    if (n && n->kind != NODE_PATH && (n->kind != NODE_SNAPSHOT_ROOT || !n->linked))
+        return -ENOENT;
     key->len = 0;
     key->text[0] = '\0';
+    key->store = fs->store;
+    key->readonly = false;
+    if (n && n->kind == NODE_SNAPSHOT_ROOT) {
+        key->store = s3m_snapshot_store(n->snapshot);
+        key->readonly = true;
+    }
     int rc = key_append(key, fs->key_prefix, fs->key_prefix_len, false);
     while (rc == 0 && depth > 0) {
-        const struct fs_node *n = chain[--depth];
-        rc = key_append(key, n->name, n->name_len, true);
+        const struct fs_node *part = chain[--depth];
+        rc = key_append(key, part->name, part->name_len, true);
     }
     return rc;
 }

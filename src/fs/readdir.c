@@ -18,6 +18,7 @@ struct dir_entry {
 };
 
 struct dir_handle {
+    bool control;                  /* a .s3mem directory: no lookups counted */
     struct dir_entry *entries;     /* owned */
     size_t count;
     size_t capacity;
@@ -60,6 +61,12 @@ static int handle_add(struct dir_handle *handle, const char *name, size_t len,
     return 0;
 }
 
+static int add_control_entry(void *ctx, const char *name, bool is_dir,
+                             const struct stat *st)
+{
+    return handle_add(ctx, name, strlen(name), is_dir, st);
+}
+
 struct collect {
     struct s3m_fs *fs;
     struct dir_handle *handle;
@@ -89,15 +96,18 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fs_key key;
     pthread_mutex_lock(&fs->lock);
     struct fs_node *node = node_by_ino(fs, ino);
-    int rc = node ? node_dir_key(fs, node, &key) : -ENOENT;
+    bool control = node && node->kind != NODE_PATH && node->kind != NODE_SNAPSHOT_ROOT;
+    int rc = !node ? -ENOENT : control ? 0 : node_dir_key(fs, node, &key);
     fuse_ino_t parent = node && node->parent ? node->parent->ino : ino;
     pthread_mutex_unlock(&fs->lock);
     struct dir_handle *handle = rc ? NULL : s3m_calloc(1, sizeof(*handle));
     struct stat st;
     if (!rc && !handle)
         rc = -ENOMEM;
-    if (rc == 0)
-        rc = fs_stat_dir(fs, key.text, &st);
+    if (rc == 0 && control)
+        fs_stat_implicit_dir(fs, &st);
+    else if (rc == 0)
+        rc = fs_stat_dir(fs, &key, &st);
     if (rc == 0) {
         st.st_ino = ino;
         rc = handle_add(handle, ".", 1, true, &st);
@@ -107,8 +117,16 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         rc = handle_add(handle, "..", 2, true, &st);
     }
     struct collect c = {fs, handle, ino == FS_ROOT_INO};
-    if (rc == 0)
-        rc = s3m_store_list_level(fs->store, key.text, '/', collect_entry, &c);
+    if (rc == 0 && c.at_root && fs->ctl) {
+        st.st_ino = 0;
+        rc = handle_add(handle, fs->control_dir, strlen(fs->control_dir), true, &st);
+    }
+    if (rc == 0 && control) {
+        handle->control = true;
+        rc = fs_control_list(fs, ino, add_control_entry, handle);
+    }
+    else if (rc == 0)
+        rc = s3m_store_list_level(key.store, key.text, '/', collect_entry, &c);
     if (rc) {
         handle_free(handle);
         fuse_reply_err(req, -rc);
@@ -128,13 +146,13 @@ static bool is_dot(const char *name)
  * fit). Returns the bytes used, 0 when it did not fit, -errno on failure. */
 static ssize_t add_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t dir,
                          struct dir_entry *entry, char *buf, size_t room,
-                         off_t next, bool plus)
+                         off_t next, bool plus, bool counted)
 {
-    if (!plus || is_dot(entry->name)) {
-        struct fuse_entry_param param = {.ino = entry->st.st_ino, .attr = entry->st};
-        if (!param.ino)
-            param.ino = FUSE_ROOT_ID + 1; /* readdir's d_ino is a hint only */
-        param.attr.st_ino = param.ino;
+    if (!counted) {
+        /* no entry for the kernel (nodeid 0): just a name; d_ino is a hint */
+        struct fuse_entry_param param = {.ino = 0, .attr = entry->st};
+        if (!param.attr.st_ino)
+            param.attr.st_ino = UINT32_MAX;
         size_t used = plus ? fuse_add_direntry_plus(req, buf, room, entry->name,
                                                     &param, next)
                            : fuse_add_direntry(req, buf, room, entry->name,
@@ -175,8 +193,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     size_t used = 0;
     int rc = 0;
     for (size_t i = off < 0 ? 0 : (size_t)off; i < handle->count; i++) {
-        ssize_t n = add_entry(fs, req, ino, &handle->entries[i], buf + used,
-                              size - used, (off_t)(i + 1), plus);
+        struct dir_entry *entry = &handle->entries[i];
+        bool counted = plus && !handle->control && !is_dot(entry->name) &&
+                       !(ino == FS_ROOT_INO && fs->ctl &&
+                         strcmp(entry->name, fs->control_dir) == 0);
+        ssize_t n = add_entry(fs, req, ino, entry, buf + used, size - used,
+                              (off_t)(i + 1), plus, counted);
         if (n <= 0) {
             rc = (int)n;
             break;

@@ -68,10 +68,14 @@ static struct s3m_object *xattr_target(struct s3m_fs *fs, fuse_ino_t ino,
         *rc = create_marker ? -ENOTSUP : -ENODATA; /* root without key_prefix */
         return NULL;
     }
-    if (is_dir && create_marker && (*rc = fs_ensure_marker(fs, key->text)) != 0)
+    if (create_marker && key->readonly) {
+        *rc = -EROFS;
         return NULL;
-    struct s3m_object *obj = s3m_store_open(fs->store, key->text, rc);
-    if (!obj && is_dir && !create_marker && s3m_store_has_prefix(fs->store, key->text))
+    }
+    if (is_dir && create_marker && (*rc = fs_ensure_marker(fs, key)) != 0)
+        return NULL;
+    struct s3m_object *obj = s3m_store_open(key->store, key->text, rc);
+    if (!obj && is_dir && !create_marker && s3m_store_has_prefix(key->store, key->text))
         *rc = -ENODATA; /* an implicit directory has no metadata */
     return obj;
 }
@@ -147,16 +151,16 @@ static int change_xattr(struct s3m_fs *fs, fuse_ino_t ino, const char *name,
                         const char *value, size_t size, int flags, bool remove)
 {
     enum xattr_kind kind = classify(name);
-    int rc = refusal_for_kind(kind, remove);
+    int rc = fs_control_node(fs, ino) ? -ENOTSUP : refusal_for_kind(kind, remove);
     struct fs_key key = {.len = 0};
     struct s3m_object *obj = rc ? NULL : xattr_target(fs, ino, !remove, &key, &rc);
     while (obj) {
         struct s3m_object_info info;
-        s3m_object_head(fs->store, obj, &info);
+        s3m_object_head(key.store, obj, &info);
         struct s3m_meta *meta = changed_meta(info.meta, kind, name, value, size,
                                              remove, flags, &rc);
         if (meta)
-            rc = s3m_object_replace_meta(fs->store, obj, info.meta, meta);
+            rc = s3m_object_replace_meta(key.store, obj, info.meta, meta);
         else if (rc == 0)
             rc = -ENOMEM;
         s3m_meta_unref(meta);
@@ -199,20 +203,20 @@ static void reply_value(fuse_req_t req, const char *value, size_t len, size_t si
         fuse_reply_buf(req, value, len);
 }
 
-static int value_of(struct s3m_fs *fs, struct s3m_object *obj, const char *key,
+static int value_of(struct s3m_object *obj, const struct fs_key *key,
                     enum xattr_kind kind, const char *name, char **out, size_t *len)
 {
     struct s3m_object_info info;
     char text[40];
     const char *value = NULL;
-    s3m_object_head(fs->store, obj, &info);
+    s3m_object_head(key->store, obj, &info);
     const struct s3m_meta_entry *entry = NULL;
     switch (kind) {
     case XATTR_CONTENT_TYPE: value = s3m_meta_content_type(info.meta); break;
     case XATTR_CONTENT_ENCODING: value = info.meta ? info.meta->content_encoding : NULL; break;
-    case XATTR_ETAG: s3m_object_etag(fs->store, obj, text); value = text; break;
+    case XATTR_ETAG: s3m_object_etag(key->store, obj, text); value = text; break;
     case XATTR_LAST_MODIFIED: s3m_time_format_iso(info.mtime_ns, text); value = text; break;
-    case XATTR_KEY: value = key; break;
+    case XATTR_KEY: value = key->text; break;
     default:
         entry = s3m_meta_find(info.meta, name + strlen(USER_PREFIX));
         break;
@@ -230,12 +234,12 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
     enum xattr_kind kind = classify(name);
     struct fs_key key;
     int rc = kind == XATTR_FOREIGN ? -ENOTSUP
-           : kind == XATTR_UNKNOWN_RESERVED ? -ENODATA : 0;
+           : kind == XATTR_UNKNOWN_RESERVED || fs_control_node(fs, ino) ? -ENODATA : 0;
     struct s3m_object *obj = rc ? NULL : xattr_target(fs, ino, false, &key, &rc);
     char *value = NULL;
     size_t len = 0;
     if (obj)
-        rc = value_of(fs, obj, key.text, kind, name, &value, &len);
+        rc = value_of(obj, &key, kind, name, &value, &len);
     s3m_object_unref(obj);
     if (rc)
         fuse_reply_err(req, -rc);
@@ -265,13 +269,13 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
     struct fs_key key;
-    int rc;
-    struct s3m_object *obj = xattr_target(fs, ino, false, &key, &rc);
+    int rc = fs_control_node(fs, ino) ? -ENODATA : 0;
+    struct s3m_object *obj = rc ? NULL : xattr_target(fs, ino, false, &key, &rc);
     char *buf = NULL;
     size_t len = 0, cap = 0;
     if (obj) {
         struct s3m_object_info info;
-        s3m_object_head(fs->store, obj, &info);
+        s3m_object_head(key.store, obj, &info);
         const struct s3m_meta *meta = info.meta;
         for (size_t i = 0; rc == 0 && meta && i < meta->count; i++)
             rc = list_add(&buf, &len, &cap, USER_PREFIX, meta->entries[i].name);

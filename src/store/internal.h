@@ -64,6 +64,7 @@ struct s3m_store {
     uint64_t random_state;            /* guarded by lock (write side) */
     uint64_t total_size;              /* guarded by lock */
     uint64_t key_bytes;               /* guarded by lock */
+    atomic_uint_fast64_t generation;  /* bumped by every change */
     atomic_uint_fast64_t puts, gets, heads, deletes, lists, copies, moves,
         writes, reads;
 };
@@ -110,7 +111,9 @@ void body_md5(const struct s3m_body *body, unsigned char md5[16]);
 /* Hex MD5 of body, from the cache or computed (and cached) without a lock. */
 void body_etag(struct s3m_body *body, char out[33]);
 
-/* ---- store.c helpers shared with list.c */
+/* ---- store.c helpers shared with list.c and object.c */
+#define STORE_CHANGED(store) \
+    atomic_fetch_add_explicit(&(store)->generation, 1, memory_order_relaxed)
 void store_read_lock(struct s3m_store *store);
 void store_write_lock(struct s3m_store *store);
 void store_unlock(struct s3m_store *store);

@@ -65,6 +65,7 @@ static int change_body(struct s3m_store *store, struct s3m_object *obj,
         if (obj->attached)
             store->total_size += s3m_body_size(obj->body) - before;
         obj->mtime_ns = obj->ctime_ns = s3m_time_now_ns();
+        STORE_CHANGED(store);
     }
     store_unlock(store);
     atomic_fetch_add_explicit(&store->writes, 1, memory_order_relaxed);
@@ -103,6 +104,7 @@ int s3m_object_set_attrs(struct s3m_store *store, struct s3m_object *obj,
     if (update->flags & S3M_ATTR_ATIME)
         obj->atime_ns = update->atime_ns;
     obj->ctime_ns = (update->flags & S3M_ATTR_CTIME) ? update->ctime_ns : now;
+    STORE_CHANGED(store);
     store_unlock(store);
     return 0;
 }
@@ -123,6 +125,7 @@ int s3m_object_replace_meta(struct s3m_store *store, struct s3m_object *obj,
         old = obj->meta;
         obj->meta = s3m_meta_ref((struct s3m_meta *)meta);
         obj->mtime_ns = obj->ctime_ns = s3m_time_now_ns();
+        STORE_CHANGED(store);
     }
     store_unlock(store);
     s3m_meta_unref(old);

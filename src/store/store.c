@@ -269,6 +269,7 @@ int s3m_store_put_body(struct s3m_store *store, const char *key,
         obj->body = s3m_body_ref(body);
         apply_put_attrs(store, obj, attrs);
         index_replace(store, obj);
+        STORE_CHANGED(store);
     }
     store_unlock(store);
     COUNT(store, puts);
@@ -394,8 +395,10 @@ int s3m_store_delete(struct s3m_store *store, const char *key)
         return rc;
     store_write_lock(store);
     struct s3m_object *obj = find_key(store, key);
-    if (obj)
+    if (obj) {
         index_remove(store, obj);
+        STORE_CHANGED(store);
+    }
     store_unlock(store);
     s3m_object_unref(obj);
     COUNT(store, deletes);
@@ -419,8 +422,10 @@ int s3m_store_delete_marker(struct s3m_store *store, const char *marker)
         rc = -ENOENT;
     else if (s3m_body_size(obj->body) > 0)
         rc = -ENOTEMPTY;
-    else
+    else {
         index_remove(store, obj);
+        STORE_CHANGED(store);
+    }
     store_unlock(store);
     if (rc == 0)
         s3m_object_unref(obj);
@@ -475,6 +480,7 @@ int s3m_store_move(struct s3m_store *store, const char *src, const char *dst,
         index_remove(store, obj);
         rekey(store, obj, new_key);
         new_key = NULL;
+        STORE_CHANGED(store);
     }
     store_unlock(store);
     free(new_key);
@@ -547,6 +553,7 @@ int s3m_store_move_prefix(struct s3m_store *store, const char *src_prefix,
             rekey(store, move.objects[i], move.keys[i]);
             move.keys[i] = NULL;
         }
+        STORE_CHANGED(store);
     }
     store_unlock(store);
     if (moved)
@@ -576,6 +583,7 @@ void s3m_store_clear(struct s3m_store *store)
             s3m_object_unref(obj);
         }
     }
+    STORE_CHANGED(store);
     store_unlock(store);
     if (buckets)
         release_detached(first, old_buckets);
@@ -606,6 +614,11 @@ bool s3m_store_has_prefix(struct s3m_store *store, const char *prefix)
     bool found = o && strncmp(o->key, prefix, len) == 0;
     store_unlock(store);
     return found;
+}
+
+uint64_t s3m_store_generation(struct s3m_store *store)
+{
+    return atomic_load_explicit(&store->generation, memory_order_relaxed);
 }
 
 void s3m_store_stats(struct s3m_store *store, struct s3m_store_stats *stats)
@@ -698,6 +711,7 @@ void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source)
     source->bucket_count = 0;
     memset(source->head, 0, sizeof(source->head));
     source->count = 0;
+    STORE_CHANGED(store);
     store_unlock(source);
     store_unlock(store);
     release_detached(first, old_buckets);

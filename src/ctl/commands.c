@@ -1,0 +1,278 @@
+/*
+ * commands.c - the commands written to .s3mem/ files. Each parses its line,
+ * then either changes the store completely or not at all, filling the
+ * result's message (success) or error (failure).
+ *
+ * Line syntax: words separated by spaces; a word may be double-quoted to
+ * hold spaces ("/tmp/my dir"). Options are NAME=VALUE words or flags.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_internal.h"
+#include "s3mem/format.h"
+#include "s3mem/path.h"
+
+#define MAX_WORDS 8
+
+struct words {
+    char *word[MAX_WORDS];
+    int count;
+};
+
+/* Splits line in place into words. -EINVAL on an unclosed quote or too many
+ * words. */
+static int split_words(char *line, struct words *w, struct s3m_error *err)
+{
+    w->count = 0;
+    char *p = line;
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        if (w->count == MAX_WORDS)
+            return s3m_error_set(err, EINVAL, "too many words in command");
+        char *start = p;
+        if (*p == '"') {
+            start = ++p;
+            while (*p && *p != '"')
+                p++;
+            if (*p != '"')
+                return s3m_error_set(err, EINVAL, "unclosed quote in command");
+        } else {
+            while (*p && *p != ' ' && *p != '\t')
+                p++;
+        }
+        if (*p)
+            *p++ = '\0';
+        w->word[w->count++] = start;
+    }
+    return 0;
+}
+
+static int need_absolute(const char *path, const char *what, struct s3m_error *err)
+{
+    if (!path)
+        return s3m_error_set(err, EINVAL, "%s needs an absolute path", what);
+    if (path[0] != '/')
+        return s3m_error_set(err, EINVAL,
+                             "path must be absolute: '%s' (relative paths would "
+                             "depend on the daemon's directory)", path);
+    return 0;
+}
+
+static int check_snapshot_name(const char *name, struct s3m_error *err)
+{
+    if (!name)
+        return s3m_error_set(err, EINVAL, "missing snapshot name");
+    size_t len = strlen(name);
+    if (!s3m_path_segment_ok(name, len) || !s3m_utf8_valid(name, len))
+        return s3m_error_set(err, EINVAL,
+                             "bad snapshot name '%s': use a file name without '/'", name);
+    return 0;
+}
+
+static void notify_change(struct s3m_ctl *ctl)
+{
+    if (ctl->on_change)
+        ctl->on_change(ctl->on_change_ctx);
+}
+
+static void set_counts(struct ctl_result *result, const char *fmt, size_t a, size_t b)
+{
+    char counts[160];
+    snprintf(counts, sizeof(counts), fmt, a, b);
+    result->counts_json = s3m_strdup(counts);
+}
+
+static int run_snapshot(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
+{
+    const char *name = w->count > 0 ? w->word[0] : NULL;
+    int rc = check_snapshot_name(name, &r->error);
+    if (rc)
+        return rc;
+    if (w->count > 1)
+        return s3m_error_set(&r->error, EINVAL, "snapshot takes one name");
+    struct s3m_snapshot *existing = s3m_ctl_snapshot_find(ctl, name);
+    if (existing) {
+        s3m_snapshot_unref(existing);
+        return s3m_error_set(&r->error, EEXIST,
+                             "snapshot '%s' exists: remove it first with rmdir", name);
+    }
+    struct s3m_store *copy = s3m_store_snapshot(ctl->store);
+    struct s3m_snapshot *snapshot = copy ? ctl_snapshot_new(name, copy) : NULL;
+    if (!snapshot) {
+        s3m_store_free(copy);
+        return s3m_error_set(&r->error, ENOMEM, "no memory for snapshot '%s'", name);
+    }
+    rc = ctl_snapshot_add(ctl, snapshot);
+    if (rc) {
+        s3m_snapshot_unref(snapshot);
+        return s3m_error_set(&r->error, EEXIST, "snapshot '%s' exists", name);
+    }
+    size_t count = s3m_store_count(copy, NULL);
+    snprintf(r->message, sizeof(r->message), "snapshot '%s' taken: %zu objects",
+             name, count);
+    set_counts(r, "{\"objects\":%zu}", count, 0);
+    return 0;
+}
+
+static int run_restore(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
+{
+    const char *name = w->count > 0 ? w->word[0] : NULL;
+    int rc = check_snapshot_name(name, &r->error);
+    if (rc)
+        return rc;
+    struct s3m_snapshot *snapshot = s3m_ctl_snapshot_find(ctl, name);
+    if (!snapshot)
+        return s3m_error_set(&r->error, ENOENT, "no snapshot named '%s'", name);
+    rc = s3m_store_restore(ctl->store, s3m_snapshot_store(snapshot));
+    size_t count = s3m_store_count(s3m_snapshot_store(snapshot), NULL);
+    s3m_snapshot_unref(snapshot);
+    if (rc)
+        return s3m_error_set(&r->error, rc, "no memory to restore '%s'", name);
+    notify_change(ctl);
+    snprintf(r->message, sizeof(r->message), "restored snapshot '%s': %zu objects",
+             name, count);
+    set_counts(r, "{\"objects\":%zu}", count, 0);
+    return 0;
+}
+
+static int run_save(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
+{
+    const char *path = w->count > 0 ? w->word[0] : ctl->persist_path;
+    if (!path)
+        return s3m_error_set(&r->error, EINVAL,
+                             "save needs a path (no persist= path was given at mount)");
+    if (w->count > 1)
+        return s3m_error_set(&r->error, EINVAL, "save takes one path");
+    int rc = need_absolute(path, "save", &r->error);
+    return rc ? rc : ctl_save(ctl, path, r);
+}
+
+static int run_load(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
+{
+    const char *path = w->count > 0 ? w->word[0] : NULL;
+    int rc = need_absolute(path, "load", &r->error);
+    if (rc)
+        return rc;
+    if (w->count > 1)
+        return s3m_error_set(&r->error, EINVAL, "load takes one path");
+    struct s3m_store *loaded = NULL;
+    struct s3m_load_report report;
+    rc = s3m_format_load(path, s3m_store_config(ctl->store), &loaded, &report,
+                         &r->error);
+    if (rc)
+        return rc;
+    s3m_store_swap_in(ctl->store, loaded);
+    s3m_store_free(loaded);
+    notify_change(ctl);
+    snprintf(r->message, sizeof(r->message), "loaded %zu objects from '%s'",
+             report.objects, path);
+    set_counts(r, "{\"objects\":%zu}", report.objects, 0);
+    return 0;
+}
+
+/* Parses export/import options after the directory. */
+static int parse_options(struct words *w, bool is_import, bool *flag,
+                         const char **resources, struct s3m_error *err)
+{
+    for (int i = 1; i < w->count; i++) {
+        const char *word = w->word[i];
+        if (strncmp(word, "resources=", 10) == 0)
+            *resources = word + 10;
+        else if (is_import && strcmp(word, "clear") == 0)
+            *flag = true;
+        else if (!is_import && strcmp(word, "compress=true") == 0)
+            *flag = true;
+        else if (!is_import && strcmp(word, "compress=false") == 0)
+            *flag = false;
+        else
+            return s3m_error_set(err, EINVAL, "unknown option '%s' (%s)", word,
+                                 is_import ? "import DIR [clear] [resources=a,b]"
+                                           : "export DIR [compress=true|false] [resources=a,b]");
+    }
+    return 0;
+}
+
+static int run_export(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
+{
+    const char *dir = w->count > 0 ? w->word[0] : NULL;
+    int rc = need_absolute(dir, "export", &r->error);
+    struct s3m_export_options options;
+    s3m_export_options_init(&options);
+    options.key_prefix = ctl->key_prefix;
+    if (rc == 0)
+        rc = parse_options(w, false, &options.compress, &options.resources, &r->error);
+    if (rc)
+        return rc;
+    struct s3m_export_report report;
+    rc = s3m_format_export_backup(ctl->store, dir, &options, &report, &r->error);
+    if (rc)
+        return rc;
+    snprintf(r->message, sizeof(r->message),
+             "exported %zu records of %zu resources to '%s'", report.records,
+             report.resources, dir);
+    set_counts(r, "{\"records\":%zu,\"resources\":%zu}", report.records,
+               report.resources);
+    return 0;
+}
+
+static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
+{
+    const char *dir = w->count > 0 ? w->word[0] : NULL;
+    int rc = need_absolute(dir, "import", &r->error);
+    struct s3m_import_options options = {.key_prefix = ctl->key_prefix};
+    if (rc == 0)
+        rc = parse_options(w, true, &options.clear, &options.resources, &r->error);
+    if (rc)
+        return rc;
+    struct s3m_import_report report;
+    memset(&report, 0, sizeof(report));
+    rc = s3m_format_import_backup(ctl->store, dir, &options, &report, &r->error);
+    r->counts_json = s3m_import_report_json(&report);
+    if (rc == 0) {
+        notify_change(ctl);
+        snprintf(r->message, sizeof(r->message),
+                 "imported %zu records from '%s' (%zu merged, %zu bad lines)",
+                 report.records, dir, report.merges, report.error_count);
+    }
+    s3m_import_report_release(&report);
+    return rc;
+}
+
+static int run_clear(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
+{
+    size_t count = s3m_store_count(ctl->store, NULL);
+    s3m_store_clear(ctl->store);
+    notify_change(ctl);
+    snprintf(r->message, sizeof(r->message), "cleared %zu objects", count);
+    set_counts(r, "{\"objects\":%zu}", count, 0);
+    return 0;
+}
+
+int ctl_run_command(struct s3m_ctl *ctl, enum s3m_ctl_file file,
+                    const char *line, struct ctl_result *result)
+{
+    char copy[4096];
+    struct words w;
+    snprintf(copy, sizeof(copy), "%s", line);
+    int rc = split_words(copy, &w, &result->error);
+    if (rc)
+        return rc;
+    switch (file) {
+    case S3M_CTL_SNAPSHOT: return run_snapshot(ctl, &w, result);
+    case S3M_CTL_RESTORE: return run_restore(ctl, &w, result);
+    case S3M_CTL_SAVE: return run_save(ctl, &w, result);
+    case S3M_CTL_LOAD: return run_load(ctl, &w, result);
+    case S3M_CTL_EXPORT: return run_export(ctl, &w, result);
+    case S3M_CTL_IMPORT: return run_import(ctl, &w, result);
+    case S3M_CTL_CLEAR: return run_clear(ctl, &w, result);
+    default:
+        return s3m_error_set(&result->error, EINVAL, "%s takes no commands",
+                             s3m_ctl_file_name(file));
+    }
+}

@@ -1,0 +1,72 @@
+/*
+ * internal.h - helpers shared by the files of src/format only: a byte sink that
+ * writes to a FILE or a gzip stream and remembers its first error, JSON
+ * output that matches JSON.stringify byte for byte, UTF-8 stepping, and the
+ * one place where jansson's and zlib's errors become errno values.
+ */
+#ifndef S3MEM_FORMAT_INTERNAL_H
+#define S3MEM_FORMAT_INTERNAL_H
+
+#include <jansson.h>
+#include <stdio.h>
+#include <zlib.h>
+
+#include "s3mem/format.h"
+
+/* A sink: exactly one of file and gz is set. Writing after an error does
+ * nothing; error holds the first positive errno. */
+struct fmt_out {
+    FILE *file;
+    gzFile gz;
+    uint64_t bytes;           /* bytes given to the sink (before gzip) */
+    int error;
+};
+
+void fmt_out_write(struct fmt_out *out, const void *data, size_t len);
+void fmt_out_text(struct fmt_out *out, const char *text);
+void fmt_out_printf(struct fmt_out *out, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* How to write bytes that are not UTF-8 inside a JSON string. */
+enum fmt_bad_utf8 {
+    FMT_BAD_UTF8_HEX,         /* each bad byte as the text \xNN */
+    FMT_BAD_UTF8_REPLACE,     /* each bad byte as U+FFFD (as Node does) */
+};
+
+/* Writes bytes as a quoted JSON string, escaped as JSON.stringify does.
+ * Returns true when the bytes were valid UTF-8 (written exactly). */
+bool fmt_out_json_string(struct fmt_out *out, const char *text, size_t len,
+                         enum fmt_bad_utf8 bad);
+
+/* Writes a jansson value as compact JSON the way JSON.stringify would:
+ * object members in JavaScript order (integer-like names ascending first,
+ * then the others in insertion order), numbers as JavaScript prints them. */
+void fmt_out_json_js(struct fmt_out *out, const json_t *value);
+
+/* The length (1..4) of the valid UTF-8 sequence at text, or 0 when the
+ * byte there starts none; sets *code_point. */
+size_t fmt_utf8_next(const unsigned char *text, size_t len,
+                     uint32_t *code_point);
+
+/* Error text of a jansson failure mapped to errno: -ENOMEM when jansson ran
+ * out of memory, else -EINVAL. */
+int fmt_json_errno(const json_error_t *error);
+
+/* errno for a zlib error code (Z_ERRNO uses errno). */
+int fmt_zlib_errno(int zlib_code);
+
+/* A key shortened for messages: at most 120 bytes, "..." when cut, bad
+ * UTF-8 shown as '?'. buffer holds 128 bytes. */
+const char *fmt_key_for_message(const char *key, size_t len, char buffer[128]);
+
+/* New "dir/name" or NULL. */
+char *fmt_path_join(const char *dir, const char *name);
+
+/* Splits a comma-separated list into a new NULL-ended array of new strings
+ * (empty elements dropped). text NULL or "" gives *out = NULL, 0.
+ * Returns 0 or -ENOMEM. */
+int fmt_split_list(const char *text, char ***out, size_t *count);
+void fmt_free_list(char **list);
+bool fmt_list_has(char *const *list, const char *name);
+
+#endif

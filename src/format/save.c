@@ -1,0 +1,321 @@
+/*
+ * save.c - writes the store as an s3db.js MemoryClient save file.
+ *
+ * Design note: the store is copied (copy-on-write, per object) into a
+ * private snapshot, and the snapshot is streamed to the file with
+ * s3m_store_foreach: only the snapshot's own lock is held while writing, so
+ * the live store is never blocked by the disk. Each body is read in pieces
+ * of 48 KiB (a multiple of 3, so base64 pieces join without padding) that
+ * are hashed and encoded straight into the file; the document is never
+ * built in memory. The layout is JSON.stringify(snapshot, null, 2)'s.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SAVE_PIECE (3 * 16384)
+
+struct save_state {
+    struct fmt_out out;
+    size_t objects;
+    uint64_t body_bytes;
+    unsigned char *piece;     /* SAVE_PIECE bytes */
+    char *encoded;            /* base64 of a piece, plus NUL */
+};
+
+/* Writes "metadataBase64": the exact bytes of every entry, for names or
+ * values that are not UTF-8. */
+static void write_exact_metadata(struct save_state *state,
+                                 const struct s3m_meta *meta)
+{
+    struct fmt_out *out = &state->out;
+
+    fmt_out_text(out, ",\n      \"metadataBase64\": [");
+    for (size_t i = 0; i < meta->count; i++) {
+        const struct s3m_meta_entry *entry = &meta->entries[i];
+        size_t name_len = strlen(entry->name);
+        char *name64 = s3m_malloc(s3m_base64_encoded_length(name_len) + 1);
+        char *value64 =
+            s3m_malloc(s3m_base64_encoded_length(entry->value_len) + 1);
+        if (!name64 || !value64) {
+            free(name64);
+            free(value64);
+            if (!out->error)
+                out->error = ENOMEM;
+            return;
+        }
+        s3m_base64_encode(entry->name, name_len, name64);
+        s3m_base64_encode(entry->value, entry->value_len, value64);
+        fmt_out_printf(out, "%s\n        [\"", i ? "," : "");
+        fmt_out_text(out, name64);
+        fmt_out_text(out, "\", \"");
+        fmt_out_text(out, value64);
+        fmt_out_text(out, "\"]");
+        free(name64);
+        free(value64);
+    }
+    fmt_out_text(out, "\n      ]");
+}
+
+/* Streams the body as base64 and returns its MD5 in md5. */
+static void write_body(struct save_state *state, const struct s3m_body *body,
+                       uint64_t size, unsigned char md5[16])
+{
+    struct s3m_md5 hash;
+
+    s3m_md5_init(&hash);
+    fmt_out_text(&state->out, "\"");
+    for (uint64_t offset = 0; offset < size && !state->out.error;) {
+        size_t want = size - offset < SAVE_PIECE ? (size_t)(size - offset)
+                                                 : SAVE_PIECE;
+        size_t got = s3m_body_read(body, offset, state->piece, want);
+        if (got != want) {
+            state->out.error = EIO;
+            break;
+        }
+        s3m_md5_update(&hash, state->piece, got);
+        s3m_base64_encode(state->piece, got, state->encoded);
+        fmt_out_write(&state->out, state->encoded,
+                      s3m_base64_encoded_length(got));
+        offset += got;
+    }
+    fmt_out_text(&state->out, "\"");
+    s3m_md5_final(&hash, md5);
+}
+
+static int save_object(void *arg, const char *key,
+                       const struct s3m_object_info *info,
+                       struct s3m_body *body)
+{
+    struct save_state *state = arg;
+    struct fmt_out *out = &state->out;
+    const struct s3m_meta *meta = info->meta;
+    size_t key_len = strlen(key);
+    bool key_exact, meta_exact = true;
+    unsigned char md5[16];
+    char etag[33], when[32];
+
+    fmt_out_text(out, state->objects ? ",\n    " : "\n    ");
+    key_exact = fmt_out_json_string(out, key, key_len, FMT_BAD_UTF8_HEX);
+    fmt_out_text(out, ": {\n      \"body\": ");
+    write_body(state, body, info->size, md5);
+    fmt_out_text(out, ",\n      \"metadata\": {");
+    for (size_t i = 0; meta && i < meta->count; i++) {
+        const struct s3m_meta_entry *entry = &meta->entries[i];
+        fmt_out_text(out, i ? ",\n        " : "\n        ");
+        meta_exact &= fmt_out_json_string(out, entry->name,
+                                          strlen(entry->name),
+                                          FMT_BAD_UTF8_HEX);
+        fmt_out_text(out, ": ");
+        meta_exact &= fmt_out_json_string(out, entry->value,
+                                          entry->value_len, FMT_BAD_UTF8_HEX);
+    }
+    fmt_out_text(out, meta && meta->count ? "\n      },\n" : "},\n");
+    fmt_out_text(out, "      \"contentType\": ");
+    const char *type = s3m_meta_content_type(meta);
+    fmt_out_json_string(out, type, strlen(type), FMT_BAD_UTF8_HEX);
+    s3m_md5_hex(md5, etag);
+    s3m_time_format_iso(info->mtime_ns, when);
+    fmt_out_printf(out, ",\n      \"etag\": \"%s\",\n"
+                        "      \"lastModified\": \"%s\",\n"
+                        "      \"size\": %llu,\n",
+                   etag, when, (unsigned long long)info->size);
+    if (meta && meta->content_encoding) {
+        fmt_out_text(out, "      \"contentEncoding\": ");
+        fmt_out_json_string(out, meta->content_encoding,
+                            strlen(meta->content_encoding), FMT_BAD_UTF8_HEX);
+        fmt_out_text(out, ",\n");
+    }
+    fmt_out_printf(out, "      \"contentLength\": %llu,\n"
+                        "      \"mode\": %u,\n"
+                        "      \"uid\": %u,\n"
+                        "      \"gid\": %u",
+                   (unsigned long long)info->size, info->mode & 07777u,
+                   info->uid, info->gid);
+    if (!key_exact) {
+        char *key64 = s3m_malloc(s3m_base64_encoded_length(key_len) + 1);
+        if (!key64) {
+            if (!out->error)
+                out->error = ENOMEM;
+        } else {
+            s3m_base64_encode(key, key_len, key64);
+            fmt_out_text(out, ",\n      \"keyBase64\": \"");
+            fmt_out_text(out, key64);
+            fmt_out_text(out, "\"");
+            free(key64);
+        }
+    }
+    if (!meta_exact)
+        write_exact_metadata(state, meta);
+    fmt_out_text(out, "\n    }");
+    state->objects++;
+    state->body_bytes += info->size;
+    return out->error ? 1 : 0;
+}
+
+/* The directory part of path, new ("." when none), or NULL. */
+static char *directory_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        return s3m_strdup(".");
+    if (slash == path)
+        return s3m_strdup("/");
+    return s3m_strndup(path, (size_t)(slash - path));
+}
+
+/* fsync of a directory; file systems that cannot sync one are fine. */
+static int sync_directory(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+/* Streams snapshot into file; returns 0 or the first positive errno. */
+static int stream_snapshot(struct s3m_store *snapshot, FILE *file,
+                           struct save_state *state)
+{
+    struct s3m_store_stats stats;
+    char when[32];
+
+    state->out.file = file;
+    s3m_store_stats(snapshot, &stats);
+    s3m_time_format_iso(s3m_time_now_ns(), when);
+    fmt_out_printf(&state->out, "{\n  \"timestamp\": \"%s\",\n  \"bucket\": ",
+                   when);
+    const char *bucket = s3m_store_bucket(snapshot);
+    fmt_out_json_string(&state->out, bucket, strlen(bucket), FMT_BAD_UTF8_HEX);
+    fmt_out_printf(&state->out, ",\n  \"objectCount\": %zu,\n  \"objects\": {",
+                   stats.object_count);
+    s3m_store_foreach(snapshot, NULL, save_object, state);
+    fmt_out_text(&state->out, state->objects ? "\n  }\n}" : "}\n}");
+    return state->out.error;
+}
+
+int s3m_format_save(struct s3m_store *store, const char *path,
+                    struct s3m_save_report *report, struct s3m_error *err)
+{
+    struct save_state state = {0};
+    struct s3m_store *snapshot = NULL;
+    char *temp = NULL, *dir = NULL;
+    const char *step = NULL;
+    FILE *file = NULL;
+    struct stat old;
+    int fd = -1, rc = 0;
+    size_t path_len = strlen(path);
+
+    if (path_len == 0)
+        return s3m_error_set(err, EINVAL, "cannot save: empty path");
+    state.piece = s3m_malloc(SAVE_PIECE);
+    state.encoded = s3m_malloc(s3m_base64_encoded_length(SAVE_PIECE) + 1);
+    temp = s3m_malloc(path_len + sizeof(".tmp-XXXXXX"));
+    dir = directory_of(path);
+    if (!state.piece || !state.encoded || !temp || !dir) {
+        rc = s3m_error_set(err, ENOMEM, "cannot save '%s': out of memory",
+                           path);
+        goto out;
+    }
+    memcpy(temp, path, path_len);
+    memcpy(temp + path_len, ".tmp-XXXXXX", sizeof(".tmp-XXXXXX"));
+
+    snapshot = s3m_store_snapshot(store);
+    if (!snapshot) {
+        rc = s3m_error_set(err, ENOMEM,
+                           "cannot save '%s': out of memory taking a snapshot",
+                           path);
+        goto out;
+    }
+    fd = mkostemp(temp, O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        s3m_error_set(err, rc, "cannot save '%s': create temp file: %s", path,
+                      s3m_format_errno_text(rc));
+        goto out;
+    }
+    if (stat(path, &old) == 0 && S_ISREG(old.st_mode))
+        fchmod(fd, old.st_mode & 07777);
+    else
+        fchmod(fd, 0644);
+    file = fdopen(fd, "w");
+    if (!file) {
+        rc = -errno;
+        step = "write";
+        goto fail;
+    }
+    fd = -1;
+    rc = -stream_snapshot(snapshot, file, &state);
+    s3m_store_free(snapshot);
+    snapshot = NULL;
+    if (rc) {
+        step = "write";
+        goto fail;
+    }
+    if (fflush(file) != 0) {
+        rc = -errno;
+        step = "write";
+        goto fail;
+    }
+    if (fsync(fileno(file)) != 0) {
+        rc = -errno;
+        step = "fsync";
+        goto fail;
+    }
+    if (fclose(file) != 0) {
+        file = NULL;
+        rc = -errno;
+        step = "close";
+        goto fail;
+    }
+    file = NULL;
+    if (rename(temp, path) != 0) {
+        rc = -errno;
+        step = "rename";
+        goto fail;
+    }
+    rc = sync_directory(dir);
+    if (rc) {
+        s3m_error_set(err, rc, "cannot save '%s': fsync directory '%s': %s",
+                      path, dir, s3m_format_errno_text(rc));
+        goto out;
+    }
+    if (report) {
+        report->objects = state.objects;
+        report->body_bytes = state.body_bytes;
+        report->file_bytes = state.out.bytes;
+    }
+    goto out;
+
+fail:
+    if (rc == 0)
+        rc = -EIO;
+    s3m_error_set(err, rc, "cannot save '%s': %s '%s': %s", path, step, temp,
+                  s3m_format_errno_text(rc));
+    if (file)
+        fclose(file);
+    file = NULL;
+    if (fd >= 0)
+        close(fd);
+    fd = -1;
+    unlink(temp);
+out:
+    if (snapshot)
+        s3m_store_free(snapshot);
+    free(state.piece);
+    free(state.encoded);
+    free(temp);
+    free(dir);
+    return rc;
+}
