@@ -190,7 +190,7 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 /* New handle for obj (taken) of key's store, with the open flags applied. */
 static int file_open(const struct fs_key *key, struct s3m_object *obj,
-                     struct fuse_file_info *fi)
+                     struct fuse_file_info *fi, bool timeout_caching)
 {
     int rc = 0;
     bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
@@ -208,7 +208,9 @@ static int file_open(const struct fs_key *key, struct s3m_object *obj,
     file->readonly = key->readonly;
     file->control_file = -1;
     fi->fh = (uint64_t)(uintptr_t)file;
-    fi->keep_cache = 0;
+    /* pages stay cached across opens only when the kernel caches at all;
+     * control commands drop them (notify.c) */
+    fi->keep_cache = timeout_caching;
     return 0;
 }
 
@@ -237,7 +239,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         rc = -EISDIR;
     struct s3m_object *obj = rc ? NULL : s3m_store_open(key.store, key.text, &rc);
     if (obj)
-        rc = file_open(&key, obj, fi);
+        rc = file_open(&key, obj, fi, fs->timeout > 0);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
@@ -263,7 +265,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
         rc = 0; /* created meanwhile by another request: open it */
     struct s3m_object *obj = rc ? NULL : s3m_store_open(key.store, key.text, &rc);
     if (obj)
-        rc = file_open(&key, obj, fi);
+        rc = file_open(&key, obj, fi, fs->timeout > 0);
     if (rc == 0 && (rc = stat_ino(fs, 0, file_of(fi), &st)) != 0)
         file_close(fi);
     if (rc) {

@@ -37,6 +37,10 @@ struct s3m_fs *s3m_fs_new(const struct s3m_fs_config *config,
     fs->root_uid = config->uid;
     fs->root_gid = config->gid;
     pthread_mutex_init(&fs->lock, NULL);
+    if (fs_notifier_start(fs) != 0)
+        s3m_log("cannot start the cache notifier: caches stay until they time out");
+    if (fs->ctl)
+        s3m_ctl_on_change(fs->ctl, s3m_fs_invalidate_all, fs);
     return fs;
 }
 
@@ -44,6 +48,9 @@ void s3m_fs_free(struct s3m_fs *fs)
 {
     if (!fs)
         return;
+    if (fs->ctl)
+        s3m_ctl_on_change(fs->ctl, NULL, NULL);
+    fs_notifier_stop(fs);
     nodes_release(fs);
     pthread_mutex_destroy(&fs->lock);
     free(fs->key_prefix);

@@ -83,6 +83,15 @@ struct s3m_fs {
     uint32_t root_mode;            /* guarded by lock */
     uid_t root_uid;                /* guarded by lock */
     gid_t root_gid;                /* guarded by lock */
+    /* notify.c: the cache notifier thread */
+    pthread_t notify_thread;
+    bool notify_running;           /* set before the session loop */
+    pthread_mutex_t notify_lock;   /* guards the three fields below */
+    pthread_cond_t notify_wake;
+    pthread_cond_t notify_done_cond;
+    bool notify_stop;              /* guarded by notify_lock */
+    uint64_t notify_requested;     /* guarded by notify_lock */
+    uint64_t notify_done;          /* guarded by notify_lock */
 };
 
 /* An open file: a reference to its object, or a control file's text. */
@@ -229,6 +238,10 @@ int fs_control_list(struct s3m_fs *fs, fuse_ino_t ino,
                     void *ctx);
 void fs_control_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_control_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+
+/* ---- notify.c */
+int fs_notifier_start(struct s3m_fs *fs);
+void fs_notifier_stop(struct s3m_fs *fs);
 
 /* Logs a refused request when it is worth a line (not ENOENT on lookup). */
 void fs_log_refusal(struct s3m_fs *fs, const char *op, const char *what, int rc,
