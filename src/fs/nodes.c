@@ -238,8 +238,10 @@ int key_append(struct fs_key *key, const char *name, size_t len, bool is_dir)
     return 0;
 }
 
-int node_dir_key(const struct s3m_fs *fs, const struct fs_node *node,
-                 struct fs_key *key)
+/* Builds the key of node: key prefix, then each name from the view's root
+ * down, each followed by '/' except the last one when !last_slash. */
+static int build_key(const struct s3m_fs *fs, const struct fs_node *node,
+                     struct fs_key *key, bool last_slash)
 {
     const struct fs_node *chain[S3M_KEY_MAX];
     size_t depth = 0;
@@ -264,16 +266,19 @@ int node_dir_key(const struct s3m_fs *fs, const struct fs_node *node,
     int rc = key_append(key, fs->key_prefix, fs->key_prefix_len, false);
     while (rc == 0 && depth > 0) {
         const struct fs_node *part = chain[--depth];
-        rc = key_append(key, part->name, part->name_len, true);
+        rc = key_append(key, part->name, part->name_len, depth > 0 || last_slash);
     }
     return rc;
+}
+
+int node_dir_key(const struct s3m_fs *fs, const struct fs_node *node,
+                 struct fs_key *key)
+{
+    return build_key(fs, node, key, true);
 }
 
 int node_key(const struct s3m_fs *fs, const struct fs_node *node,
              struct fs_key *key)
 {
-    int rc = node_dir_key(fs, node, key);
-    if (rc == 0 && !node->is_dir && key->len > 0)
-        key->text[--key->len] = '\0';
-    return rc;
+    return build_key(fs, node, key, node->is_dir);
 }
