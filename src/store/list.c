@@ -95,17 +95,19 @@ static int list_walk(struct s3m_store *store, const struct s3m_list_request *req
         if (cut) {
             size_t len = (size_t)(cut - node->key) + 1;
             rc = string_list_add(prefixes, node->key, len);
+            if (rc)
+                return rc;
             *last = prefixes->items[prefixes->count - 1];
             *last_len = len;
-            node = rc ? NULL : index_seek_past_prefix(store, node->key, len);
+            node = index_seek_past_prefix(store, node->key, len);
         } else {
             rc = string_list_add(keys, node->key, node->key_len);
+            if (rc)
+                return rc;
             *last = node->key;
             *last_len = node->key_len;
             node = node->forward[0];
         }
-        if (rc)
-            return rc;
     }
     return 0;
 }

@@ -52,9 +52,14 @@ static int change_body(struct s3m_store *store, struct s3m_object *obj,
         return -EFBIG;
     store_write_lock(store);
     uint64_t before = s3m_body_size(obj->body);
-    uint64_t growth = write ? len : 0;
+    /* max_memory is checked against the bytes a write adds past the end;
+     * overwrites and truncates may go on when the store is full */
+    uint64_t end = write ? offset + len : 0;
+    uint64_t growth = end > before ? end - before : 0;
+    if (growth > len)
+        growth = len; /* a hole costs nothing */
     int rc = 0;
-    if (config->max_memory &&
+    if (config->max_memory && growth &&
         s3m_body_memory_used() + growth > config->max_memory)
         rc = -ENOSPC;
     else if (write)

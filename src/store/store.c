@@ -282,7 +282,8 @@ int s3m_store_put(struct s3m_store *store, const char *key, const void *data,
                   size_t len, const struct s3m_put_attrs *attrs, int flags)
 {
     const struct s3m_store_config *config = &store->config;
-    if (config->max_memory && s3m_body_memory_used() + len > config->max_memory)
+    if (config->max_memory && len &&
+        s3m_body_memory_used() + len > config->max_memory)
         return -ENOSPC;
     struct s3m_body *body;
     int rc = s3m_body_from_bytes(data, len, &body);
@@ -523,6 +524,8 @@ static int prefix_move_plan(struct s3m_store *store, const char *src,
         size_t rest = o->key_len - src_len;
         if (dst_len + rest > S3M_KEY_MAX)
             return -ENAMETOOLONG;
+        if (dst_len + rest == 0)
+            return -EINVAL;
         char *key = s3m_malloc(dst_len + rest + 1);
         if (!key)
             return -ENOMEM;
