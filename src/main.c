@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,7 +242,9 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
             fuse_loop_cfg_destroy(loop);
         }
     }
-    rc = rc ? 1 : 0;
+    /* the loop returns the signal that ended it: a clean stop */
+    bool by_signal = rc == SIGTERM || rc == SIGINT || rc == SIGHUP;
+    rc = rc && !by_signal ? 1 : 0;
     s3m_ctl_stop_autopersist(ctl);
     if (s3m_ctl_persist(ctl, false) != 0)
         rc = 1;

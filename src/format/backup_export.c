@@ -93,8 +93,8 @@ static int collect_name(void *arg, const char *key,
                         struct s3m_body *body)
 {
     struct export_state *state = arg;
-    const char *name, *id;
-    size_t name_len, id_len;
+    const char *name = NULL, *id = NULL;
+    size_t name_len = 0, id_len = 0;
 
     if (parse_key(key + state->prefix_len, &name, &name_len, &id, &id_len) !=
         KEY_RECORD)
@@ -259,8 +259,8 @@ static int export_record(void *arg, const char *key,
                          struct s3m_body *body)
 {
     struct export_state *state = arg;
-    const char *name, *id;
-    size_t name_len, id_len;
+    const char *name = NULL, *id = NULL;
+    size_t name_len = 0, id_len = 0;
     enum key_kind kind;
     json_t *record, *existing;
     int rc;

@@ -250,7 +250,7 @@ static int load_object(struct load_state *state, const char *json_key,
     size_t key_len = json_key_len, body_len = 0;
     struct s3m_meta *meta = NULL;
     struct s3m_put_attrs attrs = {0};
-    json_int_t size, length, mode, uid, gid;
+    json_int_t size = 0, length = 0, mode = 0, uid = 0, gid = 0;
     bool has_size, has_length, has_mode, has_uid, has_gid;
     char shown[128], etag_hex[33];
     int rc;

@@ -211,6 +211,9 @@ void fs_control_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
 }
 
+/* Replies from a copy: once the reply is written, the reader may close the
+ * file and another thread free the handle's text while this call still
+ * returns through fuse_reply_buf. */
 void fs_control_read(fuse_req_t req, struct fs_file *file, size_t size, off_t off)
 {
     if (off < 0 || (size_t)off >= file->text_len) {
@@ -218,7 +221,14 @@ void fs_control_read(fuse_req_t req, struct fs_file *file, size_t size, off_t of
         return;
     }
     size_t left = file->text_len - (size_t)off;
-    fuse_reply_buf(req, file->text + off, size < left ? size : left);
+    size_t len = size < left ? size : left;
+    char *copy = s3m_memdup(file->text + off, len);
+    if (!copy) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fuse_reply_buf(req, copy, len);
+    free(copy);
 }
 
 void fs_control_write(fuse_req_t req, struct fs_file *file, const char *buf,

@@ -4,8 +4,12 @@
  *
  * With entry/attribute timeouts above 0 and keep_cache, the kernel would go
  * on showing the old state. So the command, before it replies, asks the
- * notifier thread to invalidate every entry and inode the kernel knows
- * (fuse_lowlevel_notify_inval_entry / _inval_inode), and waits for it. The
+ * notifier thread to invalidate the root's entries (the kernel drops each
+ * one with everything cached below it: d_invalidate) and the root inode
+ * (fuse_lowlevel_notify_inval_entry / _inval_inode), and waits for it. Every
+ * path is then looked up again, and each lookup reply refreshes the inode's
+ * attributes; a changed size or mtime drops its pages (auto_inval_data).
+ * This costs one notification per top-level name, not one per file. The
  * notifications are sent from that thread, never from a handler and never
  * with fs->lock held, as libfuse requires. With timeouts of 0 the kernel
  * asks us every time and nothing needs to be sent.
@@ -29,7 +33,7 @@ struct entry_note {
     size_t name_len;
 };
 
-/* Copies what the kernel may cache (linked path nodes) under fs->lock. */
+/* Copies the root and its linked children under fs->lock. */
 static struct entry_note *collect_notes(struct s3m_fs *fs, size_t *count)
 {
     pthread_mutex_lock(&fs->lock);
@@ -38,7 +42,8 @@ static struct entry_note *collect_notes(struct s3m_fs *fs, size_t *count)
     size_t n = 0;
     for (size_t b = 0; notes && b < t->bucket_count; b++)
         for (struct fs_node *node = t->by_ino[b]; node; node = node->ino_next) {
-            if (node->kind != NODE_PATH || n == t->count)
+            bool top = node == fs->root || (node->parent == fs->root && node->linked);
+            if (node->kind != NODE_PATH || !top || n == t->count)
                 continue;
             struct entry_note *note = &notes[n];
             note->ino = node->ino;
@@ -64,7 +69,8 @@ static void send_notes(struct s3m_fs *fs)
                                              notes[i].name, notes[i].name_len);
             free(notes[i].name);
         }
-        fuse_lowlevel_notify_inval_inode(fs->session, notes[i].ino, 0, 0);
+        else
+            fuse_lowlevel_notify_inval_inode(fs->session, notes[i].ino, 0, 0);
     }
     free(notes);
 }

@@ -51,11 +51,8 @@ struct s3m_object *index_find(const struct s3m_store *store, const char *key,
     return NULL;
 }
 
-void index_maybe_grow(struct s3m_store *store)
+static void rehash(struct s3m_store *store, size_t count)
 {
-    if (store->count < store->bucket_count)
-        return;
-    size_t count = store->bucket_count * 2;
     struct s3m_object **buckets = s3m_calloc(count, sizeof(*buckets));
     if (!buckets)
         return; /* longer chains, still correct */
@@ -72,6 +69,21 @@ void index_maybe_grow(struct s3m_store *store)
     free(store->buckets);
     store->buckets = buckets;
     store->bucket_count = count;
+}
+
+void index_maybe_grow(struct s3m_store *store)
+{
+    if (store->count >= store->bucket_count)
+        rehash(store, store->bucket_count * 2);
+}
+
+void index_reserve(struct s3m_store *store, size_t count)
+{
+    size_t buckets = store->bucket_count;
+    while (buckets < count)
+        buckets *= 2;
+    if (buckets != store->bucket_count)
+        rehash(store, buckets);
 }
 
 uint8_t index_random_level(struct s3m_store *store)
@@ -140,6 +152,41 @@ struct s3m_object *index_first(const struct s3m_store *store)
     return store->head[0];
 }
 
+/* Adds obj to the hash table and the counters. */
+static void link_hash(struct s3m_store *store, struct s3m_object *obj)
+{
+    size_t b = obj->hash & (store->bucket_count - 1);
+    obj->hash_next = store->buckets[b];
+    store->buckets[b] = obj;
+    obj->attached = true;
+    store->count++;
+    store->key_bytes += obj->key_len;
+    store->total_size += s3m_body_size(obj->body);
+}
+
+void index_tail_init(struct s3m_store *store, struct index_tail *tail)
+{
+    for (int i = 0; i < SKIPLIST_MAX_LEVEL; i++) {
+        struct s3m_object **link = &store->head[i];
+        while (*link)
+            link = &(*link)->forward[i];
+        tail->links[i] = link;
+    }
+}
+
+void index_append(struct s3m_store *store, struct index_tail *tail,
+                  struct s3m_object *obj)
+{
+    if (obj->level > store->level)
+        store->level = obj->level;
+    for (int i = 0; i < obj->level; i++) {
+        obj->forward[i] = NULL;
+        *tail->links[i] = obj;
+        tail->links[i] = &obj->forward[i];
+    }
+    link_hash(store, obj);
+}
+
 void index_insert(struct s3m_store *store, struct s3m_object *obj)
 {
     struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
@@ -154,13 +201,7 @@ void index_insert(struct s3m_store *store, struct s3m_object *obj)
         obj->forward[i] = *link;
         *link = obj;
     }
-    size_t b = obj->hash & (store->bucket_count - 1);
-    obj->hash_next = store->buckets[b];
-    store->buckets[b] = obj;
-    obj->attached = true;
-    store->count++;
-    store->key_bytes += obj->key_len;
-    store->total_size += s3m_body_size(obj->body);
+    link_hash(store, obj);
 }
 
 void index_remove(struct s3m_store *store, struct s3m_object *obj)

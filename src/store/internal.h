@@ -86,6 +86,17 @@ struct s3m_object *index_first(const struct s3m_store *store);
 void index_insert(struct s3m_store *store, struct s3m_object *obj);
 /* Unlinks obj; does not drop the index's reference. */
 void index_remove(struct s3m_store *store, struct s3m_object *obj);
+/* Appending objects in increasing key order (copies of a sorted store):
+ * O(1) per object instead of a search. */
+struct index_tail {
+    struct s3m_object **links[SKIPLIST_MAX_LEVEL];
+};
+void index_tail_init(struct s3m_store *store, struct index_tail *tail);
+/* Links obj, whose key sorts after every key in the store. */
+void index_append(struct s3m_store *store, struct index_tail *tail,
+                  struct s3m_object *obj);
+/* Sizes the hash table for count objects; failure is harmless. */
+void index_reserve(struct s3m_store *store, size_t count);
 /* Grows the hash table when it is full; failure is harmless. */
 void index_maybe_grow(struct s3m_store *store);
 uint8_t index_random_level(struct s3m_store *store);

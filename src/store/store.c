@@ -660,9 +660,13 @@ int s3m_store_foreach(struct s3m_store *store, const char *prefix,
     return rc;
 }
 
-/* Copies every object of source into the empty store copy. */
+/* Copies every object of source into the empty store copy, in key order
+ * (appended: no search per object). */
 static int copy_objects(struct s3m_store *copy, const struct s3m_store *source)
 {
+    struct index_tail tail;
+    index_reserve(copy, source->count);
+    index_tail_init(copy, &tail);
     for (struct s3m_object *o = source->head[0]; o; o = o->forward[0]) {
         struct s3m_object *c = object_new(copy, o->key, o->key_len);
         if (!c)
@@ -675,7 +679,7 @@ static int copy_objects(struct s3m_store *copy, const struct s3m_store *source)
         c->mode = o->mode;
         c->uid = o->uid;
         c->gid = o->gid;
-        index_insert(copy, c);
+        index_append(copy, &tail, c);
         index_maybe_grow(copy);
     }
     return 0;

@@ -742,7 +742,7 @@ static void test_s3db_value_encoding(void)
 static void check_shop_records(struct s3m_store *store, bool with_posts)
 {
     char *value;
-    size_t len;
+    size_t len = 0;
 
     CHECK_INT(s3m_store_count(store, "resource=users/data/id="), 3);
     CHECK_INT(s3m_store_count(store, "resource=posts/data/id="),
