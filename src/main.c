@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -70,7 +71,8 @@ static void usage(const char *program)
            "                           unmount and SIGTERM (s3db.js snapshot JSON)\n"
            "    -o autopersist[=MS]    also save in the background at most every MS\n"
            "                           milliseconds after changes (default: 1000)\n"
-           "    -o timeout=SECONDS     kernel entry/attribute cache timeout (default: 0)\n"
+           "    -o timeout=SECONDS     kernel entry/attribute cache timeout; control\n"
+           "                           commands drop the caches (default: 1, 0 = none)\n"
            "    -o verbose             log one line per store operation\n"
            "    -o ready_file=PATH     write \"ready\" to PATH (e.g. a FIFO) once mounted\n"
            "    --version              print the version\n\n",
@@ -109,9 +111,11 @@ static int parse_size(const char *name, const char *text, uint64_t *out)
     return 0;
 }
 
+#define DEFAULT_TIMEOUT 1.0
+
 static int parse_timeout(const char *text, double *out)
 {
-    *out = 0;
+    *out = DEFAULT_TIMEOUT;
     if (!text)
         return 0;
     char *end;
@@ -235,7 +239,8 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
         struct fuse_loop_config *loop = fuse_loop_cfg_create();
         if (loop) {
             fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmdline->clone_fd);
-            fuse_loop_cfg_set_idle_threads(loop, cmdline->max_idle_threads);
+            if (cmdline->max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
+                fuse_loop_cfg_set_idle_threads(loop, cmdline->max_idle_threads);
             if (cmdline->max_threads > 0 && cmdline->max_threads <= 100000)
                 fuse_loop_cfg_set_max_threads(loop, cmdline->max_threads);
             rc = fuse_session_loop_mt(se, loop);

@@ -49,6 +49,40 @@ int fmt_json_errno(const json_error_t *error)
                                                               : -EINVAL;
 }
 
+int fmt_read_whole(FILE *file, char **text, size_t *len)
+{
+    size_t cap = 1 << 16, used = 0;
+    char *buf = s3m_malloc(cap + 1);
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        if (used == cap) {
+            char *grown = s3m_realloc(buf, cap * 2 + 1);
+            if (!grown) {
+                free(buf);
+                return -ENOMEM;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        errno = 0;
+        size_t got = fread(buf + used, 1, cap - used, file);
+        used += got;
+        if (got == 0) {
+            if (ferror(file)) {
+                int rc = errno ? -errno : -EIO;
+                free(buf);
+                return rc;
+            }
+            break;
+        }
+    }
+    buf[used] = '\0';
+    *text = buf;
+    *len = used;
+    return 0;
+}
+
 int fmt_zlib_errno(int zlib_code)
 {
     switch (zlib_code) {

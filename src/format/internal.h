@@ -52,6 +52,10 @@ size_t fmt_utf8_next(const unsigned char *text, size_t len,
  * out of memory, else -EINVAL. */
 int fmt_json_errno(const json_error_t *error);
 
+/* Reads the rest of file into *text (new, NUL-ended) and *len: 0, -ENOMEM
+ * or the read's -errno (-EIO when it sets none). */
+int fmt_read_whole(FILE *file, char **text, size_t *len);
+
 /* errno for a zlib error code (Z_ERRNO uses errno). */
 int fmt_zlib_errno(int zlib_code);
 

@@ -445,16 +445,18 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
         return s3m_error_set(err, rc, "cannot read '%s': %s", path,
                              s3m_format_errno_text(rc));
     }
-    errno = 0;
-    root = json_loadf(file, JSON_ALLOW_NUL, &error);
-    read_failed = ferror(file);
-    rc = read_failed && errno ? -errno : -EIO;
+    /* read it whole, then parse from memory: jansson's file reader goes
+     * a byte at a time */
+    size_t text_len = 0;
+    char *text = NULL;
+    rc = fmt_read_whole(file, &text, &text_len);
     fclose(file);
-    if (read_failed) {
-        json_decref(root);
+    read_failed = rc != 0;
+    if (read_failed)
         return s3m_error_set(err, rc, "cannot read '%s': %s", path,
                              s3m_format_errno_text(rc));
-    }
+    root = json_loadb(text, text_len, JSON_ALLOW_NUL, &error);
+    free(text);
     if (!root) {
         rc = fmt_json_errno(&error);
         if (rc == -ENOMEM)

@@ -67,6 +67,7 @@ static void write_body(struct save_state *state, const struct s3m_body *body,
                        uint64_t size, unsigned char md5[16])
 {
     struct s3m_md5 hash;
+    bool cached = s3m_body_cached_md5(body, md5);
 
     s3m_md5_init(&hash);
     fmt_out_text(&state->out, "\"");
@@ -78,14 +79,19 @@ static void write_body(struct save_state *state, const struct s3m_body *body,
             state->out.error = EIO;
             break;
         }
-        s3m_md5_update(&hash, state->piece, got);
+        if (!cached)
+            s3m_md5_update(&hash, state->piece, got);
         s3m_base64_encode(state->piece, got, state->encoded);
         fmt_out_write(&state->out, state->encoded,
                       s3m_base64_encoded_length(got));
         offset += got;
     }
     fmt_out_text(&state->out, "\"");
-    s3m_md5_final(&hash, md5);
+    if (!cached) {
+        s3m_md5_final(&hash, md5);
+        if (!state->out.error)
+            s3m_body_remember_md5((struct s3m_body *)body, md5);
+    }
 }
 
 static int save_object(void *arg, const char *key,

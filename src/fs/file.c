@@ -33,6 +33,22 @@ static int ino_key(struct s3m_fs *fs, fuse_ino_t ino, struct fs_key *key,
     return rc;
 }
 
+/* fstat of a file that was unlinked or replaced while open: the kernel
+ * asks without the handle, so the node's open object answers. */
+static int stat_open_object(struct s3m_fs *fs, fuse_ino_t ino, struct stat *st)
+{
+    struct s3m_store *store;
+    struct s3m_object *obj = node_open_object(fs, ino, &store);
+    if (!obj)
+        return -ENOENT;
+    struct s3m_object_info info;
+    s3m_object_head(store, obj, &info);
+    fs_stat_from_info(&info, false, st);
+    s3m_object_info_release(&info);
+    s3m_object_unref(obj);
+    return 0;
+}
+
 static int stat_ino(struct s3m_fs *fs, fuse_ino_t ino, struct fs_file *file,
                     struct stat *st)
 {
@@ -48,6 +64,8 @@ static int stat_ino(struct s3m_fs *fs, fuse_ino_t ino, struct fs_file *file,
         rc = ino_key(fs, ino, &key, &is_dir);
         if (rc == 0)
             rc = is_dir ? fs_stat_dir(fs, &key, st) : fs_stat_file(fs, &key, st);
+        if (rc == -ENOENT && !is_dir)
+            rc = stat_open_object(fs, ino, st);
     }
     st->st_ino = ino;
     return rc;
@@ -137,6 +155,11 @@ static struct s3m_object *setattr_target(struct s3m_fs *fs, fuse_ino_t ino,
     struct fs_key key;
     bool is_dir = false;
     *rc = ino_key(fs, ino, &key, &is_dir);
+    if (*rc == -ENOENT && !is_dir) {
+        struct s3m_object *obj = node_open_object(fs, ino, store);
+        *rc = obj ? 0 : -ENOENT;
+        return obj; /* fchmod and friends after unlink */
+    }
     if (*rc == 0 && key.readonly)
         *rc = -EROFS;
     if (*rc == 0 && is_dir && (to_set & FUSE_SET_ATTR_SIZE))
@@ -214,11 +237,22 @@ static int file_open(const struct fs_key *key, struct s3m_object *obj,
     return 0;
 }
 
+/* Counts the handle in ino's node (see node_opened). */
+static void file_attach(struct s3m_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fs_file *file = file_of(fi);
+    file->fs = fs;
+    file->ino = ino;
+    node_opened(fs, ino, file->obj);
+}
+
 static void file_close(struct fuse_file_info *fi)
 {
     struct fs_file *file = file_of(fi);
     if (!file)
         return;
+    if (file->ino)
+        node_closed(file->fs, file->ino);
     s3m_object_unref(file->obj);
     free(file->text);
     free(file);
@@ -244,6 +278,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, -rc);
         return;
     }
+    file_attach(fs, ino, fi);
     if (fuse_reply_open(req, fi) != 0)
         file_close(fi);
 }
@@ -282,6 +317,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
         fuse_reply_err(req, pnode ? ENOMEM : ENOENT);
         return;
     }
+    file_attach(fs, node->ino, fi);
     struct fuse_entry_param entry = {.ino = node->ino, .attr = st,
                                      .attr_timeout = fs->timeout,
                                      .entry_timeout = fs->timeout};

@@ -45,7 +45,12 @@ struct fs_node {
     fuse_ino_t ino;
     uint8_t kind;                  /* enum fs_node_kind, fixed at creation */
     uint8_t control_file;          /* NODE_CONTROL_FILE: enum s3m_ctl_file */
-    struct s3m_snapshot *snapshot; /* NODE_SNAPSHOT_ROOT: owned reference */
+    uint32_t open_count;           /* open file handles of this node */
+    union {
+        struct s3m_snapshot *snapshot; /* NODE_SNAPSHOT_ROOT: owned reference */
+        struct s3m_object *open_obj;   /* file with open_count > 0: owned
+                                        * reference, for fstat after unlink */
+    };
     struct fs_node *parent;        /* referenced: parent->children counts us */
     char *name;                    /* owned; NULL for root */
     size_t name_len;
@@ -96,6 +101,8 @@ struct s3m_fs {
 
 /* An open file: a reference to its object, or a control file's text. */
 struct fs_file {
+    struct s3m_fs *fs;             /* borrowed */
+    fuse_ino_t ino;                /* counted in the node's open_count when set */
     struct s3m_object *obj;        /* owned reference; NULL for control files */
     struct s3m_store *store;       /* borrowed (see struct fs_key) */
     bool readonly;
@@ -130,6 +137,14 @@ void node_unlink(struct s3m_fs *fs, struct fs_node *node);
 /* Moves node to (parent, name); returns -ENOMEM leaving it unchanged. */
 int node_move(struct s3m_fs *fs, struct fs_node *node, struct fs_node *parent,
               const char *name, size_t len);
+/* Records that ino's object obj (borrowed, referenced) was opened, or that
+ * one handle of it was closed; the node keeps the object while open so
+ * that fstat works after unlink. Take fs->lock themselves. */
+void node_opened(struct s3m_fs *fs, fuse_ino_t ino, struct s3m_object *obj);
+void node_closed(struct s3m_fs *fs, fuse_ino_t ino);
+/* New reference to the object ino has open, or NULL. Takes fs->lock. */
+struct s3m_object *node_open_object(struct s3m_fs *fs, fuse_ino_t ino,
+                                    struct s3m_store **store);
 /* Drops count lookups and frees what is no longer needed. */
 void node_forget(struct s3m_fs *fs, struct fs_node *node, uint64_t count);
 /* The directory prefix of node (key prefix + path + '/'; the key prefix

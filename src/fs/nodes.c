@@ -50,7 +50,10 @@ void nodes_release(struct s3m_fs *fs)
         struct fs_node *node = t->by_ino[i];
         while (node) {
             struct fs_node *next = node->ino_next;
-            s3m_snapshot_unref(node->snapshot);
+            if (node->kind == NODE_SNAPSHOT_ROOT)
+                s3m_snapshot_unref(node->snapshot);
+            else
+                s3m_object_unref(node->open_obj);
             free(node->name);
             free(node);
             node = next;
@@ -151,7 +154,10 @@ static void node_maybe_free(struct s3m_fs *fs, struct fs_node *node)
             chain = &(*chain)->ino_next;
         *chain = node->ino_next;
         t->count--;
-        s3m_snapshot_unref(node->snapshot);
+        if (node->kind == NODE_SNAPSHOT_ROOT)
+            s3m_snapshot_unref(node->snapshot);
+        else
+            s3m_object_unref(node->open_obj);
         free(node->name);
         free(node);
         parent->children--;
@@ -215,6 +221,56 @@ int node_move(struct s3m_fs *fs, struct fs_node *node, struct fs_node *parent,
     old_parent->children--;
     node_maybe_free(fs, old_parent);
     return 0;
+}
+
+void node_opened(struct s3m_fs *fs, fuse_ino_t ino, struct s3m_object *obj)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, ino);
+    struct s3m_object *old = NULL;
+    if (node && node->kind == NODE_PATH) {
+        node->open_count++;
+        if (node->open_obj != obj) {
+            old = node->open_obj;
+            node->open_obj = s3m_object_ref(obj);
+        }
+    }
+    pthread_mutex_unlock(&fs->lock);
+    s3m_object_unref(old);
+}
+
+void node_closed(struct s3m_fs *fs, fuse_ino_t ino)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, ino);
+    struct s3m_object *old = NULL;
+    if (node && node->kind == NODE_PATH && node->open_count > 0 &&
+        --node->open_count == 0) {
+        old = node->open_obj;
+        node->open_obj = NULL;
+    }
+    pthread_mutex_unlock(&fs->lock);
+    s3m_object_unref(old);
+}
+
+struct s3m_object *node_open_object(struct s3m_fs *fs, fuse_ino_t ino,
+                                    struct s3m_store **store)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, ino);
+    struct s3m_object *obj = NULL;
+    if (node && node->kind == NODE_PATH && node->open_obj) {
+        obj = s3m_object_ref(node->open_obj);
+        /* the store of the node's view: the live one unless a snapshot's */
+        *store = fs->store;
+        const struct fs_node *n = node;
+        while (n && n->kind == NODE_PATH && n != fs->root)
+            n = n->parent;
+        if (n && n->kind == NODE_SNAPSHOT_ROOT)
+            *store = s3m_snapshot_store(n->snapshot);
+    }
+    pthread_mutex_unlock(&fs->lock);
+    return obj;
 }
 
 void node_forget(struct s3m_fs *fs, struct fs_node *node, uint64_t count)

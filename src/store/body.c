@@ -267,6 +267,16 @@ void body_set_md5(struct s3m_body *body, const unsigned char md5[16])
     atomic_store_explicit(&body->md5_state, 2, memory_order_release);
 }
 
+bool s3m_body_cached_md5(const struct s3m_body *body, unsigned char md5[16])
+{
+    return body_cached_md5(body, md5);
+}
+
+void s3m_body_remember_md5(struct s3m_body *body, const unsigned char md5[16])
+{
+    body_set_md5(body, md5);
+}
+
 void body_etag(struct s3m_body *body, char out[33])
 {
     unsigned char md5[16];
