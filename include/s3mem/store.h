@@ -107,6 +107,11 @@ int s3m_body_iov(const struct s3m_body *body, uint64_t offset, size_t len,
 /* New body holding a copy of len bytes (NULL for len 0 means empty body,
  * returned as NULL with rc 0). Returns 0 or -ENOMEM. */
 int s3m_body_from_bytes(const void *data, size_t len, struct s3m_body **out);
+/* The body's MD5 when it is cached (true), else false. body may be NULL. */
+bool s3m_body_cached_md5(const struct s3m_body *body, unsigned char md5[16]);
+/* Caches md5, which the caller computed from this very body's bytes (a
+ * shared body never changes, so the value stays right). */
+void s3m_body_remember_md5(struct s3m_body *body, const unsigned char md5[16]);
 /* Bytes of chunk memory held by every body of the process. */
 uint64_t s3m_body_memory_used(void);
 
