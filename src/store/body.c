@@ -56,16 +56,29 @@ uint64_t s3m_body_memory_used(void)
 
 /* ---- chunks --------------------------------------------------------------- */
 
-static struct s3m_chunk *chunk_new(uint32_t capacity)
+/* New chunk whose bytes [keep_from, keep_to) are left for the caller to
+ * fill and every other byte is zero. */
+static struct s3m_chunk *chunk_new_partial(uint32_t capacity, size_t keep_from,
+                                           size_t keep_to)
 {
     struct s3m_chunk *chunk = s3m_malloc(sizeof(*chunk) + capacity);
     if (!chunk)
         return NULL;
     atomic_init(&chunk->refcount, 1);
     chunk->capacity = capacity;
-    memset(chunk->data, 0, capacity);
+    if (keep_to > capacity)
+        keep_to = capacity;
+    if (keep_from > keep_to)
+        keep_from = keep_to;
+    memset(chunk->data, 0, keep_from);
+    memset(chunk->data + keep_to, 0, capacity - keep_to);
     atomic_fetch_add_explicit(&memory_used, capacity, memory_order_relaxed);
     return chunk;
+}
+
+static struct s3m_chunk *chunk_new(uint32_t capacity)
+{
+    return chunk_new_partial(capacity, 0, 0);
 }
 
 static void chunk_unref(struct s3m_chunk *chunk)
@@ -338,8 +351,11 @@ static int body_finish(struct s3m_body **slot, struct s3m_body *work, int rc)
 }
 
 /* Ensures a slot for chunk `index` exists at position *pos (found by search). */
+/* Inserts a slot for chunk `index` at pos, at least `needed` bytes large,
+ * its bytes zero except, when `unzeroed`, [from, needed): the caller writes
+ * them. */
 static int slot_insert(struct s3m_body *body, size_t pos, uint64_t index,
-                       size_t needed)
+                       size_t needed, bool unzeroed, size_t from)
 {
     if (body->count == body->capacity) {
         size_t capacity = body->capacity ? body->capacity * 2 : 4;
@@ -350,7 +366,9 @@ static int slot_insert(struct s3m_body *body, size_t pos, uint64_t index,
         body->slots = slots;
         body->capacity = capacity;
     }
-    struct s3m_chunk *chunk = chunk_new(capacity_for(needed));
+    struct s3m_chunk *chunk = unzeroed
+        ? chunk_new_partial(capacity_for(needed), from, needed)
+        : chunk_new(capacity_for(needed));
     if (!chunk)
         return -ENOMEM;
     memmove(&body->slots[pos + 1], &body->slots[pos],
@@ -362,26 +380,38 @@ static int slot_insert(struct s3m_body *body, size_t pos, uint64_t index,
 }
 
 /* Phase one of a write: every chunk the range touches exists, is private and
- * large enough. Changes no byte of the contents. */
+ * large enough. Changes no byte of the contents, with one exception undone
+ * on failure: chunks appended after the last slot (the common case of a
+ * growing file) are not zeroed where the write will fill them, so on
+ * failure they are removed again. */
 static int body_prepare_range(struct s3m_body *body, uint64_t offset, size_t len)
 {
     uint64_t first = offset / S3M_CHUNK_SIZE;
     uint64_t last = (offset + len - 1) / S3M_CHUNK_SIZE;
     size_t pos = slot_search(body, first);
-    for (uint64_t index = first; index <= last; index++, pos++) {
+    size_t appended_from = SIZE_MAX;  /* first slot appended unzeroed */
+    int rc = 0;
+    for (uint64_t index = first; index <= last && rc == 0; index++, pos++) {
         uint64_t end = offset + len;
         uint64_t chunk_end = (index + 1) * S3M_CHUNK_SIZE;
         size_t needed = (size_t)((end < chunk_end ? end : chunk_end) -
                                  index * S3M_CHUNK_SIZE);
-        int rc;
-        if (pos < body->count && body->slots[pos].index == index)
+        size_t from = index == first ? (size_t)(offset % S3M_CHUNK_SIZE) : 0;
+        if (pos < body->count && body->slots[pos].index == index) {
             rc = chunk_make_writable(&body->slots[pos].chunk, needed);
-        else
-            rc = slot_insert(body, pos, index, needed);
-        if (rc)
-            return rc;
+        } else if (pos == body->count) {
+            if (appended_from == SIZE_MAX)
+                appended_from = pos;
+            rc = slot_insert(body, pos, index, needed, true, from);
+        } else {
+            rc = slot_insert(body, pos, index, needed, false, 0);
+        }
     }
-    return 0;
+    if (rc && appended_from != SIZE_MAX) {
+        while (body->count > appended_from)
+            chunk_unref(body->slots[--body->count].chunk);
+    }
+    return rc;
 }
 
 int body_write(struct s3m_body **slot, uint64_t offset, const void *data,
