@@ -313,6 +313,8 @@ int s3m_store_get(struct s3m_store *store, const char *key,
         COUNT(store, gets);
     else
         COUNT(store, heads);
+    store_log(store, "%s '%s': %s", body ? "get" : "head", key,
+              obj ? "ok" : "no such key");
     return obj ? 0 : -ENOENT;
 }
 
@@ -386,6 +388,7 @@ int s3m_store_copy(struct s3m_store *store, const char *src, const char *dst,
     s3m_object_info_release(&info);
     s3m_body_unref(body);
     COUNT(store, copies);
+    store_log(store, "copy '%s' to '%s': %s", src, dst, rc ? strerror(-rc) : "ok");
     return rc;
 }
 
