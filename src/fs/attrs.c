@@ -62,8 +62,8 @@ int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st
         pthread_mutex_lock(&fs->lock);
         struct s3m_object_info root = {
             .mode = fs->root_mode, .uid = fs->root_uid, .gid = fs->root_gid,
-            .mtime_ns = fs->start_ns, .atime_ns = fs->start_ns,
-            .ctime_ns = fs->start_ns,
+            .mtime_ns = fs->root_mtime_ns, .atime_ns = fs->root_atime_ns,
+            .ctime_ns = fs->root_ctime_ns,
         };
         pthread_mutex_unlock(&fs->lock);
         fs_stat_from_info(&root, true, st);
@@ -117,6 +117,29 @@ void fs_reply_entry(struct s3m_fs *fs, fuse_req_t req, struct fs_node *node,
         node_forget(fs, node, 1);
         pthread_mutex_unlock(&fs->lock);
     }
+}
+
+void fs_touch_dir(struct s3m_fs *fs, fuse_ino_t ino)
+{
+    struct fs_key key;
+    int64_t now = s3m_time_now_ns();
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, ino);
+    int rc = node ? node_dir_key(fs, node, &key) : -ENOENT;
+    bool root = rc == 0 && node == fs->root;
+    if (root)
+        fs->root_mtime_ns = fs->root_ctime_ns = now;
+    pthread_mutex_unlock(&fs->lock);
+    if (rc || root || key.readonly)
+        return;
+    struct s3m_object *marker = s3m_store_open(key.store, key.text, &rc);
+    if (!marker)
+        return;
+    struct s3m_attr_update update = {
+        .flags = S3M_ATTR_MTIME | S3M_ATTR_CTIME, .mtime_ns = now, .ctime_ns = now,
+    };
+    s3m_object_set_attrs(key.store, marker, &update);
+    s3m_object_unref(marker);
 }
 
 void fs_log_refusal(struct s3m_fs *fs, const char *op, const char *what, int rc,

@@ -174,6 +174,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
         fuse_reply_err(req, -rc);
         return;
     }
+    fs_touch_dir(fs, parent);
     fs_reply_new_entry(fs, req, parent, name, true, &st);
 }
 
@@ -186,6 +187,17 @@ static void unlink_node(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
     if (node)
         node_unlink(fs, node);
     pthread_mutex_unlock(&fs->lock);
+}
+
+/* True when the kernel knows (parent, name) as a directory. */
+static bool known_directory(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *pnode = node_by_ino(fs, parent);
+    struct fs_node *node = pnode ? node_find(fs, pnode, name, strlen(name)) : NULL;
+    bool known = node && node->is_dir;
+    pthread_mutex_unlock(&fs->lock);
+    return known;
 }
 
 void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -206,8 +218,13 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = s3m_store_delete_marker(key.store, key.text);
     if (rc == -ENOENT && fs_kind_of(fs, &file_key) == S_IFREG)
         rc = -ENOTDIR;
-    if (rc == 0)
+    else if (rc == -ENOENT && known_directory(fs, parent, name))
+        rc = 0; /* an implicit directory that vanished with its last key
+                 * (rm -r emptied it): it is gone, as rmdir wanted */
+    if (rc == 0) {
         unlink_node(fs, parent, name);
+        fs_touch_dir(fs, parent);
+    }
     fuse_reply_err(req, -rc);
 }
 
@@ -223,8 +240,10 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = -EISDIR;
     if (rc == 0)
         rc = s3m_store_delete(key.store, key.text);
-    if (rc == 0)
+    if (rc == 0) {
         unlink_node(fs, parent, name);
+        fs_touch_dir(fs, parent);
+    }
     fuse_reply_err(req, -rc);
 }
 
@@ -310,6 +329,11 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
         rc = 0;
     }
     pthread_mutex_unlock(&fs->lock);
+    if (rc == 0) {
+        fs_touch_dir(fs, parent);
+        if (newparent != parent)
+            fs_touch_dir(fs, newparent);
+    }
     if (rc && rc != -ENOENT && rc != -EEXIST && rc != -ENOTEMPTY)
         fs_log_refusal(fs, "rename", src.text, rc, NULL);
     fuse_reply_err(req, -rc);

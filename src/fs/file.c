@@ -44,6 +44,7 @@ static int stat_open_object(struct s3m_fs *fs, fuse_ino_t ino, struct stat *st)
     struct s3m_object_info info;
     s3m_object_head(store, obj, &info);
     fs_stat_from_info(&info, false, st);
+    st->st_nlink = 0; /* no name leads to it any more */
     s3m_object_info_release(&info);
     s3m_object_unref(obj);
     return 0;
@@ -134,6 +135,11 @@ static void set_root_attrs(struct s3m_fs *fs, const struct s3m_attr_update *u)
         fs->root_uid = u->uid;
     if (u->flags & S3M_ATTR_GID)
         fs->root_gid = u->gid;
+    if (u->flags & S3M_ATTR_MTIME)
+        fs->root_mtime_ns = u->mtime_ns;
+    if (u->flags & S3M_ATTR_ATIME)
+        fs->root_atime_ns = u->atime_ns;
+    fs->root_ctime_ns = (u->flags & S3M_ATTR_CTIME) ? u->ctime_ns : s3m_time_now_ns();
     pthread_mutex_unlock(&fs->lock);
 }
 
@@ -318,6 +324,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
         return;
     }
     file_attach(fs, node->ino, fi);
+    fs_touch_dir(fs, parent);
     struct fuse_entry_param entry = {.ino = node->ino, .attr = st,
                                      .attr_timeout = fs->timeout,
                                      .entry_timeout = fs->timeout};

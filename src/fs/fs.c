@@ -36,6 +36,7 @@ struct s3m_fs *s3m_fs_new(const struct s3m_fs_config *config,
     fs->root_mode = 0755;
     fs->root_uid = config->uid;
     fs->root_gid = config->gid;
+    fs->root_mtime_ns = fs->root_atime_ns = fs->root_ctime_ns = fs->start_ns;
     pthread_mutex_init(&fs->lock, NULL);
     if (fs_notifier_start(fs) != 0)
         s3m_log("cannot start the cache notifier: caches stay until they time out");
@@ -152,10 +153,12 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
     }
     if (rc == 0)
         rc = fs_stat_file(fs, &key, &st);
-    if (rc)
+    if (rc) {
         fuse_reply_err(req, -rc);
-    else
-        fs_reply_new_entry(fs, req, parent, name, false, &st);
+        return;
+    }
+    fs_touch_dir(fs, parent);
+    fs_reply_new_entry(fs, req, parent, name, false, &st);
 }
 
 static const struct fuse_lowlevel_ops operations = {

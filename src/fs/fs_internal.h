@@ -88,6 +88,9 @@ struct s3m_fs {
     uint32_t root_mode;            /* guarded by lock */
     uid_t root_uid;                /* guarded by lock */
     gid_t root_gid;                /* guarded by lock */
+    int64_t root_mtime_ns;         /* guarded by lock */
+    int64_t root_atime_ns;         /* guarded by lock */
+    int64_t root_ctime_ns;         /* guarded by lock */
     /* notify.c: the cache notifier thread */
     pthread_t notify_thread;
     bool notify_running;           /* set before the session loop */
@@ -177,6 +180,10 @@ int fs_ensure_marker(struct s3m_fs *fs, const struct fs_key *dir_key);
  * reply fails. Takes fs->lock itself. */
 void fs_reply_entry(struct s3m_fs *fs, fuse_req_t req, struct fs_node *node,
                     const struct stat *st);
+/* An entry was added to or removed from directory ino: its mtime and
+ * ctime become now (the root's in fs, a marker's in the store; a directory
+ * without a marker has no times of its own). */
+void fs_touch_dir(struct s3m_fs *fs, fuse_ino_t ino);
 
 /* ---- dir.c helpers for creating entries */
 /* Checks that name may be created in parent and that nothing of that name

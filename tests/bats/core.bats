@@ -269,3 +269,17 @@ teardown() {
     expect_equal "$i-17" "$(cat "$MNT/d/f$i-17")"
   done
 }
+
+@test "rm -r of a loaded tree whose directories have no markers removes it all" {
+  printf '/%s\n' "$T/seed.json" >/dev/null
+  cat >"$T/seed.json" <<'JSON'
+{"timestamp":"2026-01-01T00:00:00.000Z","bucket":"b","objectCount":3,"objects":{
+ "a/b/c.txt":{"body":"eA==","metadata":{},"contentType":"text/plain","etag":"9dd4e461268c8034f5c8564e155c67a6","lastModified":"2026-01-01T00:00:00.000Z","size":1},
+ "a/b/d.txt":{"body":"eA==","metadata":{},"contentType":"text/plain","etag":"9dd4e461268c8034f5c8564e155c67a6","lastModified":"2026-01-01T00:00:00.000Z","size":1},
+ "a/e.txt":{"body":"eA==","metadata":{},"contentType":"text/plain","etag":"9dd4e461268c8034f5c8564e155c67a6","lastModified":"2026-01-01T00:00:00.000Z","size":1}}}
+JSON
+  echo "$T/seed.json" >"$MNT/.s3mem/load"
+  succeeds rm -r "$MNT/a"
+  [ ! -e "$MNT/a" ]
+  expect_equal "" "$(cat "$MNT/.s3mem/keys")" "keys left"
+}
