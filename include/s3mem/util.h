@@ -32,6 +32,9 @@ void s3m_md5_hex(const unsigned char digest[16], char out[33]);
  * Returns true on success; false leaves digest unspecified. */
 bool s3m_md5_parse_hex(const char *hex, unsigned char digest[16]);
 
+/* The value of hex digit c (either case), or -1 when c is not one. */
+int s3m_hex_value(char c);
+
 /* ---- base64 (RFC 4648, standard alphabet, with padding) ----------------- */
 
 /* Length of the encoding of len bytes, not counting the NUL. */

@@ -24,16 +24,6 @@ static int copy_out(const char *value, size_t len, char **out, size_t *out_len)
     return 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* decodeURIComponent: 0 and a new string, 1 when text is malformed (the
  * caller keeps the value), or -ENOMEM. */
@@ -50,13 +40,13 @@ static int percent_decode(const char *text, size_t len, char **out,
             decoded[used++] = text[i];
             continue;
         }
-        if (len - i < 3 || hex_value(text[i + 1]) < 0 ||
-            hex_value(text[i + 2]) < 0) {
+        if (len - i < 3 || s3m_hex_value(text[i + 1]) < 0 ||
+            s3m_hex_value(text[i + 2]) < 0) {
             free(decoded);
             return 1;
         }
-        decoded[used++] = (char)(hex_value(text[i + 1]) << 4 |
-                                 hex_value(text[i + 2]));
+        decoded[used++] = (char)(s3m_hex_value(text[i + 1]) << 4 |
+                                 s3m_hex_value(text[i + 2]));
         i += 2;
     }
     if (!s3m_utf8_valid(decoded, used)) {

@@ -301,13 +301,7 @@ void fs_control_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     int rc = kind != NODE_SNAPSHOTS_DIR ? -EPERM
            : !may_command(fs, req) ? -EACCES
            : s3m_ctl_snapshot_drop(fs->ctl, name);
-    if (rc == 0) {
-        pthread_mutex_lock(&fs->lock);
-        struct fs_node *pnode = node_by_ino(fs, parent);
-        struct fs_node *node = pnode ? node_find(fs, pnode, name, strlen(name)) : NULL;
-        if (node)
-            node_unlink(fs, node);
-        pthread_mutex_unlock(&fs->lock);
-    }
+    if (rc == 0)
+        fs_unlink_name(fs, parent, name);
     fuse_reply_err(req, -rc);
 }

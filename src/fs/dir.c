@@ -178,8 +178,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
     fs_reply_new_entry(fs, req, parent, name, true, &st);
 }
 
-/* Forgets the namespace entry (parent, name) after it was removed. */
-static void unlink_node(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
+void fs_unlink_name(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
 {
     pthread_mutex_lock(&fs->lock);
     struct fs_node *pnode = node_by_ino(fs, parent);
@@ -222,7 +221,7 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = 0; /* an implicit directory that vanished with its last key
                  * (rm -r emptied it): it is gone, as rmdir wanted */
     if (rc == 0) {
-        unlink_node(fs, parent, name);
+        fs_unlink_name(fs, parent, name);
         fs_touch_dir(fs, parent);
     }
     fuse_reply_err(req, -rc);
@@ -241,7 +240,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0)
         rc = s3m_store_delete(key.store, key.text);
     if (rc == 0) {
-        unlink_node(fs, parent, name);
+        fs_unlink_name(fs, parent, name);
         fs_touch_dir(fs, parent);
     }
     fuse_reply_err(req, -rc);

@@ -196,6 +196,9 @@ int fs_prepare_new(struct s3m_fs *fs, fuse_ino_t parent, const char *name,
  * is set-group-ID (as Linux does). */
 void fs_new_owner(fuse_req_t req, const struct stat *pst,
                   struct s3m_put_attrs *attrs);
+/* Forgets the namespace entry (parent, name) after it was removed. Takes
+ * fs->lock itself. */
+void fs_unlink_name(struct s3m_fs *fs, fuse_ino_t parent, const char *name);
 /* Counts a lookup of (parent, name) and replies with st. */
 void fs_reply_new_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t parent,
                         const char *name, bool is_dir, const struct stat *st);

@@ -152,8 +152,7 @@ void s3m_md5_hex(const unsigned char digest[16], char out[33])
     out[32] = '\0';
 }
 
-/* Returns the value of hex digit c, or -1 when c is not one. */
-static int hex_value(char c)
+int s3m_hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -167,8 +166,8 @@ static int hex_value(char c)
 bool s3m_md5_parse_hex(const char *hex, unsigned char digest[16])
 {
     for (unsigned i = 0; i < 16; i++) {
-        int high = hex_value(hex[2 * i]);
-        int low = high < 0 ? -1 : hex_value(hex[2 * i + 1]);
+        int high = s3m_hex_value(hex[2 * i]);
+        int low = high < 0 ? -1 : s3m_hex_value(hex[2 * i + 1]);
 
         if (low < 0)
             return false;
