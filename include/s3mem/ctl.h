@@ -88,8 +88,10 @@ int s3m_ctl_snapshot_drop(struct s3m_ctl *ctl, const char *name);
 char **s3m_ctl_snapshot_names(struct s3m_ctl *ctl, size_t *count);
 
 /* Called after a command replaced the store's contents (restore, load,
- * import, clear), so the FUSE layer can drop the kernel's caches. */
-typedef void (*s3m_ctl_changed_fn)(void *ctx);
+ * import, clear), so the FUSE layer can drop the kernel's caches: keys (new,
+ * taken: free each and the array) are the keys that changed, or NULL when
+ * too many changed to list (drop everything). */
+typedef void (*s3m_ctl_changed_fn)(void *ctx, char **keys, size_t count);
 void s3m_ctl_on_change(struct s3m_ctl *ctl, s3m_ctl_changed_fn fn, void *ctx);
 
 /* Saves to the persist path now (unmount, SIGTERM, autopersist): 0 when

@@ -40,10 +40,10 @@ const struct fuse_lowlevel_ops *s3m_fs_operations(void);
 /* The session, for cache notifications (set once before the loop runs). */
 void s3m_fs_set_session(struct s3m_fs *fs, struct fuse_session *session);
 struct s3m_store *s3m_fs_store(struct s3m_fs *fs);
-/* Drops every entry and inode the kernel caches, from the notifier thread,
- * and waits (bounded) until it is done. ctx is the fs: this is the
- * control plane's s3m_ctl_on_change callback. Never call it with fs locks
- * held. A no-op when the kernel caches nothing (timeout 0). */
-void s3m_fs_invalidate_all(void *ctx);
+/* Drops what the kernel caches of keys (taken; NULL = everything), from
+ * the notifier thread, and waits (bounded) until it is done. ctx is the fs:
+ * this is the control plane's s3m_ctl_on_change callback. Never call it
+ * with fs locks held. A no-op when the kernel caches nothing (timeout 0). */
+void s3m_fs_invalidate(void *ctx, char **keys, size_t count);
 
 #endif

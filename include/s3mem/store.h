@@ -283,6 +283,14 @@ int s3m_store_restore(struct s3m_store *store, struct s3m_store *source);
  * freed. Used to swap in a fully loaded store. */
 void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source);
 
+/* Calls fn for every key whose object differs between before and after
+ * (only in one, or another body, metadata, times, mode or owner), in key
+ * order, with both read locks held (fn must not call into either store).
+ * fn returns non-zero to stop. Cost: O(objects of both). */
+typedef int (*s3m_store_diff_fn)(void *ctx, const char *key);
+int s3m_store_diff(struct s3m_store *before, struct s3m_store *after,
+                   s3m_store_diff_fn fn, void *ctx);
+
 struct s3m_store_stats {
     size_t object_count;
     uint64_t total_size;         /* sum of body sizes */

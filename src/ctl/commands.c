@@ -75,10 +75,53 @@ static int check_snapshot_name(const char *name, struct s3m_error *err)
     return 0;
 }
 
-static void notify_change(struct s3m_ctl *ctl)
+#define CHANGED_KEYS_MAX 4096
+
+/* A copy of the store before a command changes it, when anyone listens for
+ * changes (NULL otherwise, or without memory: then everything changed). */
+static struct s3m_store *before_change(struct s3m_ctl *ctl)
 {
-    if (ctl->on_change)
-        ctl->on_change(ctl->on_change_ctx);
+    return ctl->on_change ? s3m_store_snapshot(ctl->store) : NULL;
+}
+
+struct changed_keys {
+    char **keys;
+    size_t count;
+    bool overflow;
+};
+
+static int collect_changed(void *ctx, const char *key)
+{
+    struct changed_keys *changed = ctx;
+    if (changed->count == CHANGED_KEYS_MAX ||
+        !(changed->keys[changed->count] = s3m_strdup(key))) {
+        changed->overflow = true;
+        return 1;
+    }
+    changed->count++;
+    return 0;
+}
+
+/* Tells the listener which keys the command changed (before: taken). */
+static void notify_change(struct s3m_ctl *ctl, struct s3m_store *before)
+{
+    if (!ctl->on_change) {
+        s3m_store_free(before);
+        return;
+    }
+    struct changed_keys changed = {0};
+    changed.keys = before ? s3m_calloc(CHANGED_KEYS_MAX, sizeof(char *)) : NULL;
+    if (changed.keys)
+        s3m_store_diff(before, ctl->store, collect_changed, &changed);
+    if (!changed.keys || changed.overflow) {
+        for (size_t i = 0; i < changed.count; i++)
+            free(changed.keys[i]);
+        free(changed.keys);
+        changed.keys = NULL;
+        changed.count = 0;
+    }
+    s3m_store_free(before);
+    ctl->on_change(ctl->on_change_ctx, changed.keys, changed.count);
 }
 
 static void set_counts(struct ctl_result *result, const char *fmt, size_t a, size_t b)
@@ -129,12 +172,15 @@ static int run_restore(struct s3m_ctl *ctl, struct words *w, struct ctl_result *
     struct s3m_snapshot *snapshot = s3m_ctl_snapshot_find(ctl, name);
     if (!snapshot)
         return s3m_error_set(&r->error, ENOENT, "no snapshot named '%s'", name);
+    struct s3m_store *before = before_change(ctl);
     rc = s3m_store_restore(ctl->store, s3m_snapshot_store(snapshot));
     size_t count = s3m_store_count(s3m_snapshot_store(snapshot), NULL);
     s3m_snapshot_unref(snapshot);
-    if (rc)
+    if (rc) {
+        s3m_store_free(before);
         return s3m_error_set(&r->error, rc, "no memory to restore '%s'", name);
-    notify_change(ctl);
+    }
+    notify_change(ctl, before);
     snprintf(r->message, sizeof(r->message), "restored snapshot '%s': %zu objects",
              name, count);
     set_counts(r, "{\"objects\":%zu}", count, 0);
@@ -167,9 +213,10 @@ static int run_load(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
                          &r->error);
     if (rc)
         return rc;
+    struct s3m_store *before = before_change(ctl);
     s3m_store_swap_in(ctl->store, loaded);
     s3m_store_free(loaded);
-    notify_change(ctl);
+    notify_change(ctl, before);
     snprintf(r->message, sizeof(r->message), "loaded %zu objects from '%s'",
              report.objects, path);
     set_counts(r, "{\"objects\":%zu}", report.objects, 0);
@@ -232,10 +279,11 @@ static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
         return rc;
     struct s3m_import_report report;
     memset(&report, 0, sizeof(report));
+    struct s3m_store *before = before_change(ctl);
     rc = s3m_format_import_backup(ctl->store, dir, &options, &report, &r->error);
     r->counts_json = s3m_import_report_json(&report);
+    notify_change(ctl, before); /* also after a failure: nothing is assumed */
     if (rc == 0) {
-        notify_change(ctl);
         snprintf(r->message, sizeof(r->message),
                  "imported %zu records from '%s' (%zu merged, %zu bad lines)",
                  report.records, dir, report.merges, report.error_count);
@@ -247,8 +295,9 @@ static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
 static int run_clear(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
 {
     size_t count = s3m_store_count(ctl->store, NULL);
+    struct s3m_store *before = before_change(ctl);
     s3m_store_clear(ctl->store);
-    notify_change(ctl);
+    notify_change(ctl, before);
     snprintf(r->message, sizeof(r->message), "cleared %zu objects", count);
     set_counts(r, "{\"objects\":%zu}", count, 0);
     return 0;

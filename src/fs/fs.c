@@ -40,8 +40,8 @@ struct s3m_fs *s3m_fs_new(const struct s3m_fs_config *config,
     pthread_mutex_init(&fs->lock, NULL);
     if (fs_notifier_start(fs) != 0)
         s3m_log("cannot start the cache notifier: caches stay until they time out");
-    if (fs->ctl)
-        s3m_ctl_on_change(fs->ctl, s3m_fs_invalidate_all, fs);
+    if (fs->ctl && fs->notify_running)
+        s3m_ctl_on_change(fs->ctl, s3m_fs_invalidate, fs);
     return fs;
 }
 

@@ -100,6 +100,9 @@ struct s3m_fs {
     bool notify_stop;              /* guarded by notify_lock */
     uint64_t notify_requested;     /* guarded by notify_lock */
     uint64_t notify_done;          /* guarded by notify_lock */
+    char **notify_keys;            /* guarded by notify_lock: owned, pending */
+    size_t notify_key_count;       /* guarded by notify_lock */
+    bool notify_all;               /* guarded by notify_lock: drop everything */
 };
 
 /* An open file: a reference to its object, or a control file's text. */

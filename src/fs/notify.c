@@ -3,19 +3,22 @@
  * the store behind its back (restore, load, import, clear).
  *
  * With entry/attribute timeouts above 0 and keep_cache, the kernel would go
- * on showing the old state. So the command, before it replies, asks the
- * notifier thread to invalidate the root's entries (the kernel drops each
- * one with everything cached below it: d_invalidate) and the root inode
- * (fuse_lowlevel_notify_inval_entry / _inval_inode), and waits for it. Every
- * path is then looked up again, and each lookup reply refreshes the inode's
- * attributes; a changed size or mtime drops its pages (auto_inval_data).
- * This costs one notification per top-level name, not one per file. The
- * notifications are sent from that thread, never from a handler and never
- * with fs->lock held, as libfuse requires. With timeouts of 0 the kernel
- * asks us every time and nothing needs to be sent.
+ * on showing the old state. So the command, before it replies, hands the
+ * keys that changed (the control plane diffs the store before and after) to
+ * the notifier thread and waits for it. For each changed key that the
+ * kernel knows (its node exists) the thread sends
+ * fuse_lowlevel_notify_inval_entry and _inval_inode; a directory of its path
+ * that no longer exists is invalidated too (the kernel then drops all it
+ * cached below it). The cost follows the number of changes, not the size of
+ * the store. When too many keys changed to list, it invalidates the root's
+ * entries instead: the kernel drops each with everything below it
+ * (d_invalidate), and every path is looked up again.
  *
- * The wait is bounded (NOTIFY_WAIT_SECONDS): a stuck notification can make
- * a command reply before every cache is dropped, never hang it.
+ * Notifications are sent from that thread, never from a handler and never
+ * with fs->lock held, as libfuse requires. The wait is bounded
+ * (NOTIFY_WAIT_SECONDS): a stuck notification can make a command reply
+ * before every cache is dropped, never hang it. With timeouts of 0 the
+ * kernel caches nothing and nothing is sent.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,54 +28,124 @@
 #include "fs_internal.h"
 
 #define NOTIFY_WAIT_SECONDS 5
+#define DEPTH_MAX 64
 
 struct entry_note {
-    fuse_ino_t parent;
+    fuse_ino_t parent;             /* 0: no entry, only the inode */
     fuse_ino_t ino;
-    char *name;                    /* owned; NULL for root */
+    char *name;                    /* owned */
     size_t name_len;
+    char *dir_key;                 /* owned: set for directories of a path,
+                                    * noted only when gone from the store */
 };
 
-/* Copies the root and its linked children under fs->lock. */
-static struct entry_note *collect_notes(struct s3m_fs *fs, size_t *count)
+struct notes {
+    struct entry_note *items;
+    size_t count;
+    size_t cap;
+};
+
+static void notes_add(struct notes *notes, fuse_ino_t parent, const struct fs_node *node,
+                      const char *dir_key, size_t dir_key_len)
 {
-    pthread_mutex_lock(&fs->lock);
-    struct node_table *t = &fs->nodes;
-    struct entry_note *notes = s3m_calloc(t->count ? t->count : 1, sizeof(*notes));
-    size_t n = 0;
-    for (size_t b = 0; notes && b < t->bucket_count; b++)
-        for (struct fs_node *node = t->by_ino[b]; node; node = node->ino_next) {
-            bool top = node == fs->root || (node->parent == fs->root && node->linked);
-            if (node->kind != NODE_PATH || !top || n == t->count)
-                continue;
-            struct entry_note *note = &notes[n];
-            note->ino = node->ino;
-            if (node->parent && node->linked) {
-                note->parent = node->parent->ino;
-                note->name = s3m_strndup(node->name, node->name_len);
-                note->name_len = note->name ? node->name_len : 0;
-            }
-            n++;
-        }
-    pthread_mutex_unlock(&fs->lock);
-    *count = n;
-    return notes;
+    if (notes->count == notes->cap) {
+        size_t cap = notes->cap ? notes->cap * 2 : 64;
+        struct entry_note *items = s3m_realloc(notes->items, cap * sizeof(*items));
+        if (!items)
+            return; /* best effort: the kernel's timeout still applies */
+        notes->items = items;
+        notes->cap = cap;
+    }
+    struct entry_note *note = &notes->items[notes->count];
+    memset(note, 0, sizeof(*note));
+    note->parent = parent;
+    note->ino = node->ino;
+    if (node->name) {
+        note->name = s3m_strndup(node->name, node->name_len);
+        note->name_len = note->name ? node->name_len : 0;
+    }
+    if (dir_key)
+        note->dir_key = s3m_strndup(dir_key, dir_key_len);
+    notes->count++;
 }
 
-static void send_notes(struct s3m_fs *fs)
+/* Notes the root and its linked children (everything changed). */
+static void note_top_level(struct s3m_fs *fs, struct notes *notes)
 {
-    size_t count = 0;
-    struct entry_note *notes = collect_notes(fs, &count);
-    for (size_t i = 0; i < count; i++) {
-        if (notes[i].name) {
-            fuse_lowlevel_notify_inval_entry(fs->session, notes[i].parent,
-                                             notes[i].name, notes[i].name_len);
-            free(notes[i].name);
+    struct node_table *t = &fs->nodes;
+    notes_add(notes, 0, fs->root, NULL, 0);
+    for (size_t b = 0; b < t->bucket_count; b++)
+        for (struct fs_node *node = t->by_ino[b]; node; node = node->ino_next)
+            if (node->kind == NODE_PATH && node->parent == fs->root && node->linked)
+                notes_add(notes, fs->root->ino, node, NULL, 0);
+}
+
+/* Notes what the kernel may cache of key: its node, and the directories of
+ * its path (checked later against the store). last_dir[] skips directories
+ * the previous (sorted) key already noted. */
+static void note_key(struct s3m_fs *fs, const char *key, struct notes *notes,
+                     fuse_ino_t *last_dir)
+{
+    if (strncmp(key, fs->key_prefix, fs->key_prefix_len) != 0)
+        return;
+    const char *rest = key + fs->key_prefix_len;
+    struct fs_node *node = fs->root;
+    size_t depth = 0;
+    while (*rest) {
+        const char *slash = strchr(rest, '/');
+        size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+        struct fs_node *child = len ? node_find(fs, node, rest, len) : NULL;
+        if (!child)
+            return; /* the kernel knows nothing below */
+        bool last = !slash || slash[1] == '\0';
+        if (last) {
+            notes_add(notes, node->ino, child, NULL, 0);
+            return;
         }
-        else
-            fuse_lowlevel_notify_inval_inode(fs->session, notes[i].ino, 0, 0);
+        if (depth >= DEPTH_MAX || last_dir[depth] != child->ino) {
+            if (depth < DEPTH_MAX)
+                last_dir[depth] = child->ino;
+            notes_add(notes, node->ino, child, key, (size_t)(slash - key) + 1);
+        }
+        depth++;
+        node = child;
+        rest = slash + 1;
     }
-    free(notes);
+}
+
+static void collect_notes(struct s3m_fs *fs, char **keys, size_t count,
+                          struct notes *notes)
+{
+    fuse_ino_t last_dir[DEPTH_MAX] = {0};
+    pthread_mutex_lock(&fs->lock);
+    if (!keys)
+        note_top_level(fs, notes);
+    for (size_t i = 0; keys && i < count; i++)
+        note_key(fs, keys[i], notes, last_dir);
+    pthread_mutex_unlock(&fs->lock);
+}
+
+static void send_notes(struct s3m_fs *fs, struct notes *notes)
+{
+    for (size_t i = 0; i < notes->count; i++) {
+        struct entry_note *note = &notes->items[i];
+        bool send = !note->dir_key || !s3m_store_has_prefix(fs->store, note->dir_key);
+        if (send && note->parent && note->name)
+            fuse_lowlevel_notify_inval_entry(fs->session, note->parent, note->name,
+                                             note->name_len);
+        if (send && !note->dir_key)
+            fuse_lowlevel_notify_inval_inode(fs->session, note->ino, 0, 0);
+        free(note->name);
+        free(note->dir_key);
+    }
+    free(notes->items);
+}
+
+static void free_keys(char **keys, size_t count)
+{
+    for (size_t i = 0; keys && i < count; i++)
+        free(keys[i]);
+    free(keys);
 }
 
 static void *notifier_main(void *arg)
@@ -85,9 +158,19 @@ static void *notifier_main(void *arg)
             continue;
         }
         uint64_t target = fs->notify_requested;
+        char **keys = fs->notify_all ? NULL : fs->notify_keys;
+        size_t count = fs->notify_key_count;
+        if (fs->notify_all)
+            free_keys(fs->notify_keys, fs->notify_key_count);
+        fs->notify_keys = NULL;
+        fs->notify_all = false;
         pthread_mutex_unlock(&fs->notify_lock);
-        if (fs->session)
-            send_notes(fs);
+        struct notes notes = {0};
+        if (fs->session) {
+            collect_notes(fs, keys, count, &notes);
+            send_notes(fs, &notes);
+        }
+        free_keys(keys, count);
         pthread_mutex_lock(&fs->notify_lock);
         fs->notify_done = target;
         pthread_cond_broadcast(&fs->notify_done_cond);
@@ -119,20 +202,35 @@ void fs_notifier_stop(struct s3m_fs *fs)
         pthread_join(fs->notify_thread, NULL);
         fs->notify_running = false;
     }
+    free_keys(fs->notify_keys, fs->notify_key_count);
+    fs->notify_keys = NULL;
     pthread_cond_destroy(&fs->notify_done_cond);
     pthread_cond_destroy(&fs->notify_wake);
     pthread_mutex_destroy(&fs->notify_lock);
 }
 
-void s3m_fs_invalidate_all(void *ctx)
+void s3m_fs_invalidate(void *ctx, char **keys, size_t count)
 {
     struct s3m_fs *fs = ctx;
-    if (!fs->notify_running)
+    if (!fs->notify_running) {
+        free_keys(keys, count);
         return;
+    }
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += NOTIFY_WAIT_SECONDS;
     pthread_mutex_lock(&fs->notify_lock);
+    if (fs->notify_done < fs->notify_requested || !keys) {
+        /* an earlier request is still going: drop everything this time */
+        free_keys(keys, count);
+        free_keys(fs->notify_keys, fs->notify_key_count);
+        fs->notify_keys = NULL;
+        fs->notify_all = true;
+    } else {
+        fs->notify_keys = keys;
+        fs->notify_key_count = count;
+        fs->notify_all = false;
+    }
     uint64_t target = ++fs->notify_requested;
     pthread_cond_signal(&fs->notify_wake);
     int rc = 0;

@@ -663,6 +663,40 @@ int s3m_store_foreach(struct s3m_store *store, const char *prefix,
     return rc;
 }
 
+static bool same_object(const struct s3m_object *a, const struct s3m_object *b)
+{
+    return a->body == b->body && a->meta == b->meta && a->mtime_ns == b->mtime_ns &&
+           a->ctime_ns == b->ctime_ns && a->mode == b->mode && a->uid == b->uid &&
+           a->gid == b->gid;
+}
+
+int s3m_store_diff(struct s3m_store *before, struct s3m_store *after,
+                   s3m_store_diff_fn fn, void *ctx)
+{
+    int rc = 0;
+    store_read_lock(before);
+    store_read_lock(after);
+    struct s3m_object *a = before->head[0], *b = after->head[0];
+    while (rc == 0 && (a || b)) {
+        int c = !a ? 1 : !b ? -1 : strcmp(a->key, b->key);
+        if (c < 0) {
+            rc = fn(ctx, a->key);
+            a = a->forward[0];
+        } else if (c > 0) {
+            rc = fn(ctx, b->key);
+            b = b->forward[0];
+        } else {
+            if (!same_object(a, b))
+                rc = fn(ctx, a->key);
+            a = a->forward[0];
+            b = b->forward[0];
+        }
+    }
+    store_unlock(after);
+    store_unlock(before);
+    return rc;
+}
+
 /* Copies every object of source into the empty store copy, in key order
  * (appended: no search per object). */
 static int copy_objects(struct s3m_store *copy, const struct s3m_store *source)
