@@ -104,5 +104,8 @@ uint64_t s3m_hash(const void *data, size_t len);
 
 /* True when len bytes are valid UTF-8 (no overlongs, no surrogates). */
 bool s3m_utf8_valid(const char *text, size_t len);
+/* New copy of text (NUL-ended) with every byte that is not part of a
+ * well-formed sequence replaced by U+FFFD, for JSON; NULL on -ENOMEM. */
+char *s3m_utf8_sanitize(const char *text);
 
 #endif

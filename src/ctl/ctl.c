@@ -279,13 +279,14 @@ static void record_status(struct s3m_ctl *ctl, const char *command,
                           const struct ctl_result *result, double ms)
 {
     bool ok = result->error.code == 0;
-    const char *message = ok ? result->message : result->error.message;
+    char *message = s3m_utf8_sanitize(ok ? result->message : result->error.message);
     json_t *counts = result->counts_json ? json_loads(result->counts_json, 0, NULL)
                                          : json_object();
     char when[32];
     s3m_time_format_iso(s3m_time_now_ns(), when);
     json_t *status = json_pack("{s:s, s:b, s:s, s:i, s:o, s:f, s:s}",
-                               "command", command, "ok", ok, "message", message,
+                               "command", command, "ok", ok,
+                               "message", message ? message : "out of memory",
                                "errno", result->error.code,
                                "counts", counts ? counts : json_object(),
                                "durationMs", ms, "time", when);
@@ -302,9 +303,10 @@ static void record_status(struct s3m_ctl *ctl, const char *command,
     }
     free(text);
     if (ok)
-        s3m_log("%s: %s (%.1f ms)", command, message, ms);
+        s3m_log("%s: %s (%.1f ms)", command, message ? message : "", ms);
     else
-        s3m_log("%s failed: %s", command, message);
+        s3m_log("%s failed: %s", command, message ? message : "");
+    free(message);
 }
 
 int s3m_ctl_command(struct s3m_ctl *ctl, enum s3m_ctl_file file,

@@ -63,9 +63,16 @@ char *s3m_import_report_json(const struct s3m_import_report *report)
     errors = json_array();
     for (size_t i = 0; errors && i < report->errors_kept; i++) {
         const struct s3m_import_error *e = &report->errors[i];
-        json_t *item = json_pack("{s:s?,s:s?,s:I,s:s?}", "resource",
-                                 e->resource, "file", e->file, "line",
-                                 (json_int_t)e->line, "message", e->message);
+        /* names and messages may hold cut or foreign bytes: JSON needs UTF-8 */
+        char *resource = e->resource ? s3m_utf8_sanitize(e->resource) : NULL;
+        char *file = e->file ? s3m_utf8_sanitize(e->file) : NULL;
+        char *message = e->message ? s3m_utf8_sanitize(e->message) : NULL;
+        json_t *item = json_pack("{s:s?,s:s?,s:I,s:s?}", "resource", resource,
+                                 "file", file, "line", (json_int_t)e->line,
+                                 "message", message);
+        free(resource);
+        free(file);
+        free(message);
         if (!item || json_array_append_new(errors, item)) {
             json_decref(errors);
             return NULL;
@@ -737,7 +744,8 @@ static int put_record(struct import_state *state, struct s3m_store *target,
     if (undo) {
         rc = s3m_store_get(target, key, &undo->info, &undo->body);
         undo->existed = rc == 0;
-        if (rc && rc != -ENOENT) {
+        /* a key the store cannot hold is refused by the put below */
+        if (rc && rc != -ENOENT && rc != -ENAMETOOLONG && rc != -EINVAL) {
             rc = -ENOMEM;
             goto out;
         }
@@ -908,6 +916,37 @@ static int choose_resources(struct import_state *state,
     return rc;
 }
 
+/* Orders errors by file (in the order files first appear) and line: lines
+ * that failed to parse are found before records the store refused. */
+static void sort_errors(struct s3m_import_report *report)
+{
+    size_t n = report->errors_kept;
+    /* insertion sort (n <= S3M_IMPORT_ERRORS_MAX): stable, by file rank
+     * then line; a file's rank is where it first appears */
+    size_t rank[S3M_IMPORT_ERRORS_MAX];
+    for (size_t i = 0; i < n; i++) {
+        rank[i] = i;
+        for (size_t j = 0; j < i; j++)
+            if (report->errors[j].file && report->errors[i].file &&
+                strcmp(report->errors[j].file, report->errors[i].file) == 0) {
+                rank[i] = rank[j];
+                break;
+            }
+    }
+    for (size_t i = 1; i < n; i++) {
+        struct s3m_import_error e = report->errors[i];
+        size_t r = rank[i], j = i;
+        while (j > 0 && (rank[j - 1] > r ||
+                         (rank[j - 1] == r && report->errors[j - 1].line > e.line))) {
+            report->errors[j] = report->errors[j - 1];
+            rank[j] = rank[j - 1];
+            j--;
+        }
+        report->errors[j] = e;
+        rank[j] = r;
+    }
+}
+
 int s3m_format_import_backup(struct s3m_store *store, const char *dir,
                              const struct s3m_import_options *options,
                              struct s3m_import_report *report,
@@ -940,6 +979,7 @@ int s3m_format_import_backup(struct s3m_store *store, const char *dir,
     for (size_t i = 0; i < state.resource_count; i++)
         resource_release(&state.resources[i]);
     free(state.resources);
+    sort_errors(&state.report);
     if (report)
         *report = state.report;
     else

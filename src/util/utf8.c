@@ -4,6 +4,8 @@
  * surrogates (U+D800..U+DFFF), nothing above U+10FFFF, no truncated
  * sequence. U+0000 is valid UTF-8; callers that forbid NUL check for it.
  */
+#include <string.h>
+
 #include "s3mem/util.h"
 
 /* The length of the sequence that lead byte lead starts (0 when lead cannot
@@ -37,25 +39,55 @@ static unsigned sequence_shape(unsigned char lead, unsigned char *second_min,
     return 0;
 }
 
+/* The length of the well-formed sequence at bytes[0..left), or 0. */
+static unsigned sequence_length(const unsigned char *bytes, size_t left)
+{
+    unsigned char second_min, second_max;
+    unsigned length = sequence_shape(bytes[0], &second_min, &second_max);
+
+    if (length == 0 || length > left)
+        return 0;
+    if (length > 1 && (bytes[1] < second_min || bytes[1] > second_max))
+        return 0;
+    for (unsigned k = 2; k < length; k++) {
+        if (bytes[k] < 0x80 || bytes[k] > 0xbf)
+            return 0;
+    }
+    return length;
+}
+
 bool s3m_utf8_valid(const char *text, size_t len)
 {
     const unsigned char *bytes = (const unsigned char *)text;
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned char second_min, second_max;
-        unsigned length = sequence_shape(bytes[i], &second_min, &second_max);
-
-        if (length == 0 || length > len - i)
+    for (size_t i = 0; i < len;) {
+        unsigned length = sequence_length(bytes + i, len - i);
+        if (length == 0)
             return false;
-        if (length > 1 &&
-            (bytes[i + 1] < second_min || bytes[i + 1] > second_max))
-            return false;
-        for (unsigned k = 2; k < length; k++) {
-            if (bytes[i + k] < 0x80 || bytes[i + k] > 0xbf)
-                return false;
-        }
         i += length;
     }
     return true;
+}
+
+char *s3m_utf8_sanitize(const char *text)
+{
+    size_t len = strlen(text);
+    char *out = s3m_malloc(len * 3 + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *bytes = (const unsigned char *)text;
+    size_t used = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned length = sequence_length(bytes + i, len - i);
+        if (length == 0) {
+            memcpy(out + used, "\xef\xbf\xbd", 3); /* U+FFFD */
+            used += 3;
+            i++;
+        } else {
+            memcpy(out + used, text + i, length);
+            used += length;
+            i += length;
+        }
+    }
+    out[used] = '\0';
+    return out;
 }
