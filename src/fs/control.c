@@ -205,10 +205,9 @@ void fs_control_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     fi->fh = (uint64_t)(uintptr_t)handle;
     fi->direct_io = 1;
-    if (fuse_reply_open(req, fi) != 0) {
-        free(handle->text);
-        free(handle);
-    }
+    fs_file_track(fs, handle);
+    if (fuse_reply_open(req, fi) != 0)
+        fs_file_close(fi);
 }
 
 /* Replies from a copy: once the reply is written, the reader may close the

@@ -243,25 +243,39 @@ static int file_open(const struct fs_key *key, struct s3m_object *obj,
     return 0;
 }
 
-/* Counts the handle in ino's node (see node_opened). */
+static void file_destroy(struct fs_handle *handle)
+{
+    struct fs_file *file = (struct fs_file *)handle;
+    s3m_object_unref(file->obj);
+    free(file->text);
+    free(file);
+}
+
+void fs_file_track(struct s3m_fs *fs, struct fs_file *file)
+{
+    file->fs = fs;
+    fs_handle_track(fs, &file->handle, file_destroy);
+}
+
+/* Counts the handle in ino's node (see node_opened) and tracks it. */
 static void file_attach(struct s3m_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fs_file *file = file_of(fi);
-    file->fs = fs;
     file->ino = ino;
     node_opened(fs, ino, file->obj);
+    fs_file_track(fs, file);
 }
 
-static void file_close(struct fuse_file_info *fi)
+void fs_file_close(struct fuse_file_info *fi)
 {
     struct fs_file *file = file_of(fi);
     if (!file)
         return;
+    if (file->fs)
+        fs_handle_untrack(file->fs, &file->handle);
     if (file->ino)
         node_closed(file->fs, file->ino);
-    s3m_object_unref(file->obj);
-    free(file->text);
-    free(file);
+    file_destroy(&file->handle);
     fi->fh = 0;
 }
 
@@ -286,7 +300,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     file_attach(fs, ino, fi);
     if (fuse_reply_open(req, fi) != 0)
-        file_close(fi);
+        fs_file_close(fi);
 }
 
 void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -308,7 +322,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     if (obj)
         rc = file_open(&key, obj, fi, fs->timeout > 0);
     if (rc == 0 && (rc = stat_ino(fs, 0, file_of(fi), &st)) != 0)
-        file_close(fi);
+        fs_file_close(fi);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
@@ -319,7 +333,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                                  : NULL;
     pthread_mutex_unlock(&fs->lock);
     if (!node) {
-        file_close(fi);
+        fs_file_close(fi);
         fuse_reply_err(req, pnode ? ENOMEM : ENOENT);
         return;
     }
@@ -333,7 +347,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
         pthread_mutex_lock(&fs->lock);
         node_forget(fs, node, 1);
         pthread_mutex_unlock(&fs->lock);
-        file_close(fi);
+        fs_file_close(fi);
     }
 }
 
@@ -409,6 +423,6 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    file_close(fi);
+    fs_file_close(fi);
     fuse_reply_err(req, 0);
 }

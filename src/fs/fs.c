@@ -38,6 +38,7 @@ struct s3m_fs *s3m_fs_new(const struct s3m_fs_config *config,
     fs->root_gid = config->gid;
     fs->root_mtime_ns = fs->root_atime_ns = fs->root_ctime_ns = fs->start_ns;
     pthread_mutex_init(&fs->lock, NULL);
+    fs->handles.prev = fs->handles.next = &fs->handles;
     if (fs_notifier_start(fs) != 0)
         s3m_log("cannot start the cache notifier: caches stay until they time out");
     if (fs->ctl && fs->notify_running)
@@ -52,11 +53,39 @@ void s3m_fs_free(struct s3m_fs *fs)
     if (fs->ctl)
         s3m_ctl_on_change(fs->ctl, NULL, NULL);
     fs_notifier_stop(fs);
+    while (fs->handles.next != &fs->handles) {
+        struct fs_handle *handle = fs->handles.next;
+        fs_handle_untrack(fs, handle);
+        handle->destroy(handle);
+    }
     nodes_release(fs);
     pthread_mutex_destroy(&fs->lock);
     free(fs->key_prefix);
     free(fs->control_dir);
     free(fs);
+}
+
+void fs_handle_track(struct s3m_fs *fs, struct fs_handle *handle,
+                     void (*destroy)(struct fs_handle *handle))
+{
+    handle->destroy = destroy;
+    pthread_mutex_lock(&fs->lock);
+    handle->next = fs->handles.next;
+    handle->prev = &fs->handles;
+    fs->handles.next->prev = handle;
+    fs->handles.next = handle;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+void fs_handle_untrack(struct s3m_fs *fs, struct fs_handle *handle)
+{
+    pthread_mutex_lock(&fs->lock);
+    if (handle->next) {
+        handle->prev->next = handle->next;
+        handle->next->prev = handle->prev;
+        handle->prev = handle->next = NULL;
+    }
+    pthread_mutex_unlock(&fs->lock);
 }
 
 void s3m_fs_set_session(struct s3m_fs *fs, struct fuse_session *session)

@@ -69,11 +69,24 @@ struct node_table {
     size_t count;
 };
 
+/* Every open file and directory handle is on a list, so that the ones the
+ * kernel never released (the daemon stopped with files open) are freed at
+ * exit. */
+struct fs_handle {
+    struct fs_handle *prev;        /* guarded by fs->lock */
+    struct fs_handle *next;        /* guarded by fs->lock */
+    void (*destroy)(struct fs_handle *handle);
+};
+void fs_handle_track(struct s3m_fs *fs, struct fs_handle *handle,
+                     void (*destroy)(struct fs_handle *handle));
+void fs_handle_untrack(struct s3m_fs *fs, struct fs_handle *handle);
+
 struct s3m_fs {
     pthread_mutex_t lock;          /* guards nodes and root_* fields */
     struct node_table nodes;       /* guarded by lock */
     fuse_ino_t next_ino;           /* guarded by lock */
     struct fs_node *root;          /* pinned */
+    struct fs_handle handles;      /* guarded by lock: list head (sentinel) */
     struct s3m_store *store;       /* borrowed */
     struct s3m_ctl *ctl;           /* borrowed, may be NULL */
     struct fuse_session *session;  /* set before the loop runs */
@@ -107,6 +120,7 @@ struct s3m_fs {
 
 /* An open file: a reference to its object, or a control file's text. */
 struct fs_file {
+    struct fs_handle handle;       /* first: the list link */
     struct s3m_fs *fs;             /* borrowed */
     fuse_ino_t ino;                /* counted in the node's open_count when set */
     struct s3m_object *obj;        /* owned reference; NULL for control files */
@@ -126,6 +140,12 @@ struct fs_key {
     char text[S3M_KEY_MAX + S3M_NAME_MAX + 4];
     size_t len;
 };
+
+/* ---- file.c: handle lifetime shared with control.c */
+/* Puts a new file handle on fs's list (see struct fs_handle). */
+void fs_file_track(struct s3m_fs *fs, struct fs_file *file);
+/* Frees fi's file handle (untracks it, closes it in its node). */
+void fs_file_close(struct fuse_file_info *fi);
 
 /* ---- nodes.c (callers hold fs->lock unless a function says it takes it) */
 int nodes_init(struct s3m_fs *fs);

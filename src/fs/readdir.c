@@ -18,6 +18,8 @@ struct dir_entry {
 };
 
 struct dir_handle {
+    struct fs_handle link;         /* first: on fs's handle list */
+    struct s3m_fs *fs;             /* borrowed */
     bool control;                  /* a .s3mem directory: no lookups counted */
     struct dir_entry *entries;     /* owned */
     size_t count;
@@ -33,10 +35,19 @@ static void handle_free(struct dir_handle *handle)
 {
     if (!handle)
         return;
+    if (handle->fs)
+        fs_handle_untrack(handle->fs, &handle->link);
     for (size_t i = 0; i < handle->count; i++)
         free(handle->entries[i].name);
     free(handle->entries);
     free(handle);
+}
+
+static void handle_destroy(struct fs_handle *link)
+{
+    struct dir_handle *handle = (struct dir_handle *)link;
+    handle->fs = NULL; /* already off the list */
+    handle_free(handle);
 }
 
 static int handle_add(struct dir_handle *handle, const char *name, size_t len,
@@ -133,6 +144,8 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)handle;
+    handle->fs = fs;
+    fs_handle_track(fs, &handle->link, handle_destroy);
     if (fuse_reply_open(req, fi) != 0)
         handle_free(handle);
 }
