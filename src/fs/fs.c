@@ -109,7 +109,8 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
     if (conn->capable & FUSE_CAP_SPLICE_READ)
         conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
-    conn->max_write = 1024 * 1024;
+    conn->max_write = 1024 * 1024;      /* 1 MiB requests: fewer round trips */
+    conn->max_readahead = 1024 * 1024;
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
