@@ -302,6 +302,9 @@ void s3m_store_stats(struct s3m_store *store, struct s3m_store_stats *stats);
 /* A number that changes whenever the store's contents change (for
  * "save only when changed"). */
 uint64_t s3m_store_generation(struct s3m_store *store);
+/* A number that changes only when the whole contents are replaced
+ * (restore, swap_in, clear). */
+uint64_t s3m_store_epoch(struct s3m_store *store);
 
 /* ---- open objects (the FUSE layer's file handles) ------------------------ */
 

@@ -44,6 +44,48 @@ void fs_reply_new_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t parent,
     fs_reply_entry(fs, req, node, st);
 }
 
+void fs_mark_ghosts(struct s3m_fs *fs, fuse_ino_t parent)
+{
+    uint64_t epoch = s3m_store_epoch(fs->store) + 1;
+    for (fuse_ino_t ino = parent; ino != FS_ROOT_INO;) {
+        struct fs_key key;
+        pthread_mutex_lock(&fs->lock);
+        struct fs_node *node = node_by_ino(fs, ino);
+        int rc = node && node->kind == NODE_PATH ? node_dir_key(fs, node, &key) : -ENOENT;
+        fuse_ino_t up = node && node->parent ? node->parent->ino : FS_ROOT_INO;
+        pthread_mutex_unlock(&fs->lock);
+        if (rc || key.readonly || s3m_store_has_prefix(key.store, key.text))
+            return;
+        pthread_mutex_lock(&fs->lock);
+        if ((node = node_by_ino(fs, ino)) != NULL)
+            node->ghost_epoch = epoch;
+        pthread_mutex_unlock(&fs->lock);
+        ino = up;
+    }
+}
+
+bool fs_ghost(struct s3m_fs *fs, fuse_ino_t ino)
+{
+    uint64_t epoch = s3m_store_epoch(fs->store) + 1;
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *node = node_by_ino(fs, ino);
+    bool ghost = node && node->kind == NODE_PATH && node->is_dir && node->linked &&
+                 node->ghost_epoch == epoch;
+    pthread_mutex_unlock(&fs->lock);
+    return ghost;
+}
+
+/* The inode of (parent, name) when the kernel knows it, else 0. */
+static fuse_ino_t known_ino(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct fs_node *pnode = node_by_ino(fs, parent);
+    struct fs_node *node = pnode ? node_find(fs, pnode, name, strlen(name)) : NULL;
+    fuse_ino_t ino = node ? node->ino : 0;
+    pthread_mutex_unlock(&fs->lock);
+    return ino;
+}
+
 /* Stats whatever (file or directory) key names; sets *is_dir. */
 static int stat_key(struct s3m_fs *fs, struct fs_key *key, bool *is_dir,
                     struct stat *st)
@@ -76,6 +118,12 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = child_key(fs, parent, name, &key);
     if (rc == 0)
         rc = stat_key(fs, &key, &is_dir, &st);
+    fuse_ino_t ino;
+    if (rc == -ENOENT && (ino = known_ino(fs, parent, name)) && fs_ghost(fs, ino)) {
+        fs_stat_implicit_dir(fs, &st);
+        is_dir = true;
+        rc = 0;
+    }
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
@@ -118,8 +166,11 @@ int fs_prepare_new(struct s3m_fs *fs, fuse_ino_t parent, const char *name,
     pthread_mutex_unlock(&fs->lock);
     if (rc)
         return rc;
-    if (fs_stat_dir(fs, key, pst))
-        return -ENOENT; /* the parent vanished */
+    if (fs_stat_dir(fs, key, pst)) {
+        if (!fs_ghost(fs, parent))
+            return -ENOENT; /* the parent vanished */
+        fs_stat_implicit_dir(fs, pst); /* a new entry brings it back */
+    }
     if (key->readonly)
         return -EROFS;
     size_t len = strlen(name);
@@ -223,6 +274,7 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0) {
         fs_unlink_name(fs, parent, name);
         fs_touch_dir(fs, parent);
+        fs_mark_ghosts(fs, parent);
     }
     fuse_reply_err(req, -rc);
 }
@@ -242,6 +294,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0) {
         fs_unlink_name(fs, parent, name);
         fs_touch_dir(fs, parent);
+        fs_mark_ghosts(fs, parent);
     }
     fuse_reply_err(req, -rc);
 }
@@ -332,6 +385,7 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
         fs_touch_dir(fs, parent);
         if (newparent != parent)
             fs_touch_dir(fs, newparent);
+        fs_mark_ghosts(fs, parent);
     }
     if (rc && rc != -ENOENT && rc != -EEXIST && rc != -ENOTEMPTY)
         fs_log_refusal(fs, "rename", src.text, rc, NULL);

@@ -67,6 +67,10 @@ static int stat_ino(struct s3m_fs *fs, fuse_ino_t ino, struct fs_file *file,
             rc = is_dir ? fs_stat_dir(fs, &key, st) : fs_stat_file(fs, &key, st);
         if (rc == -ENOENT && !is_dir)
             rc = stat_open_object(fs, ino, st);
+        if (rc == -ENOENT && is_dir && fs_ghost(fs, ino)) {
+            fs_stat_implicit_dir(fs, st);
+            rc = 0;
+        }
     }
     st->st_ino = ino;
     return rc;

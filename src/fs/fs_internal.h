@@ -55,6 +55,9 @@ struct fs_node {
     char *name;                    /* owned; NULL for root */
     size_t name_len;
     uint64_t lookups;              /* kernel lookup count */
+    uint64_t ghost_epoch;          /* store epoch + 1 when this implicit
+                                    * directory vanished through a request
+                                    * of ours (0: never); see fs_ghost */
     uint64_t children;             /* nodes whose parent is this one */
     bool is_dir;
     bool linked;                   /* in the (parent, name) table */
@@ -207,6 +210,16 @@ void fs_reply_entry(struct s3m_fs *fs, fuse_req_t req, struct fs_node *node,
  * ctime become now (the root's in fs, a marker's in the store; a directory
  * without a marker has no times of its own). */
 void fs_touch_dir(struct s3m_fs *fs, fuse_ino_t ino);
+
+/* ---- ghosts: an implicit directory (no marker) vanishes from the store
+ * with its last key, as in S3. The kernel, which saw it a moment ago (rm -r
+ * empties it, then removes it), still gets an empty directory for it until
+ * it is removed, the kernel forgets it, or the store's contents are
+ * replaced. */
+/* Marks the directories of key's path that vanished. Takes fs->lock. */
+void fs_mark_ghosts(struct s3m_fs *fs, fuse_ino_t parent);
+/* True when ino is such a directory. Takes fs->lock. */
+bool fs_ghost(struct s3m_fs *fs, fuse_ino_t ino);
 
 /* ---- dir.c helpers for creating entries */
 /* Checks that name may be created in parent and that nothing of that name

@@ -119,6 +119,10 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fs_stat_implicit_dir(fs, &st);
     else if (rc == 0)
         rc = fs_stat_dir(fs, &key, &st);
+    if (rc == -ENOENT && fs_ghost(fs, ino)) {
+        fs_stat_implicit_dir(fs, &st); /* emptied a moment ago: empty */
+        rc = 0;
+    }
     if (rc == 0) {
         st.st_ino = ino;
         rc = handle_add(handle, ".", 1, true, &st);

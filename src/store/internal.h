@@ -65,6 +65,7 @@ struct s3m_store {
     uint64_t total_size;              /* guarded by lock */
     uint64_t key_bytes;               /* guarded by lock */
     atomic_uint_fast64_t generation;  /* bumped by every change */
+    atomic_uint_fast64_t epoch;       /* bumped when contents are replaced */
     atomic_uint_fast64_t puts, gets, heads, deletes, lists, copies, moves,
         writes, reads;
 };

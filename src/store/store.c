@@ -89,6 +89,7 @@ static struct s3m_object *take_contents(struct s3m_store *store,
     struct s3m_object *first = store->head[0];
     for (struct s3m_object *obj = first; obj; obj = obj->forward[0])
         obj->attached = false;
+    atomic_fetch_add_explicit(&store->epoch, 1, memory_order_relaxed);
     *old_buckets = store->buckets;
     store->buckets = NULL;
     memset(store->head, 0, sizeof(store->head));
@@ -620,6 +621,11 @@ bool s3m_store_has_prefix(struct s3m_store *store, const char *prefix)
     bool found = o && strncmp(o->key, prefix, len) == 0;
     store_unlock(store);
     return found;
+}
+
+uint64_t s3m_store_epoch(struct s3m_store *store)
+{
+    return atomic_load_explicit(&store->epoch, memory_order_relaxed);
 }
 
 uint64_t s3m_store_generation(struct s3m_store *store)
