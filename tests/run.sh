@@ -7,7 +7,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(cmake gcc make pkg-config libfuse3-dev fuse3 libjansson-dev libxxhash-dev zlib1g-dev attr bats jq fio stress-ng)
+packages=(cmake gcc make pkg-config libfuse3-dev fuse3 libjansson-dev libxxhash-dev zlib1g-dev attr bats jq fio stress-ng clang libclang-rt-14-dev)
 
 missing=()
 for package in "${packages[@]}"; do
