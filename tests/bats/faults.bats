@@ -112,3 +112,28 @@ mount_small_tmpfs() {
   ctl_fails "Is a directory" "$T" load "$T"
   expect_equal data "$(cat "$MNT/a.txt")"
 }
+
+@test "SIGTERM during an import lets it finish before the final save: all records" {
+  s3mem_make_tmpdir
+  local store="$T/state.json" backup="$T/backup" n=20000
+  mkdir "$backup"
+  printf '{"version":"1.0","resources":{"users":{"stats":{"recordCount":%d}}}}' "$n" \
+    >"$backup/s3db.json"
+  seq 1 "$n" | jq -c '{id: ("u" + tostring), name: ("user " + tostring)}' \
+    >"$backup/users.jsonl"
+  s3mem_mount -o "persist=$store"
+  bash -c "echo '$backup' > '$MNT/.s3mem/import'" 2>/dev/null &
+  local writer=$!
+  # SIGTERM once the import has stored its first records (it stores them
+  # one by one into the live store)
+  wait_until 20 bash -c "[[ \$(jq .objectCount '$MNT/.s3mem/stats') -gt 0 ]]"
+  kill -TERM "$S3MEM_PID"
+  wait "$writer" || true
+  timeout 30 tail --pid="$S3MEM_PID" -f /dev/null
+  wait "$S3MEM_PID" || true
+  S3MEM_PID=
+  ! is_mounted "$MNT"
+  local count
+  count=$(jq '[.objects | keys[] | select(startswith("resource=users/data/id="))] | length' "$store")
+  expect_equal "$n" "$count" "records in the file saved at SIGTERM"
+}
