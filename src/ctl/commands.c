@@ -102,17 +102,16 @@ static int collect_changed(void *ctx, const char *key)
     return 0;
 }
 
-/* Tells the listener which keys the command changed (before: taken). */
-static void notify_change(struct s3m_ctl *ctl, struct s3m_store *before)
+/* The keys whose objects differ between a and b (new array of new
+ * strings), or NULL with *count 0 when too many (or no memory): then
+ * everything counts as changed. */
+static char **changed_between(struct s3m_store *a, struct s3m_store *b,
+                              size_t *count)
 {
-    if (!ctl->on_change) {
-        s3m_store_free(before);
-        return;
-    }
     struct changed_keys changed = {0};
-    changed.keys = before ? s3m_calloc(CHANGED_KEYS_MAX, sizeof(char *)) : NULL;
+    changed.keys = a && b ? s3m_calloc(CHANGED_KEYS_MAX, sizeof(char *)) : NULL;
     if (changed.keys)
-        s3m_store_diff(before, ctl->store, collect_changed, &changed);
+        s3m_store_diff(a, b, collect_changed, &changed);
     if (!changed.keys || changed.overflow) {
         for (size_t i = 0; i < changed.count; i++)
             free(changed.keys[i]);
@@ -120,8 +119,21 @@ static void notify_change(struct s3m_ctl *ctl, struct s3m_store *before)
         changed.keys = NULL;
         changed.count = 0;
     }
+    *count = changed.count;
+    return changed.keys;
+}
+
+/* Tells the listener which keys the command changed (before: taken). */
+static void notify_change(struct s3m_ctl *ctl, struct s3m_store *before)
+{
+    if (!ctl->on_change) {
+        s3m_store_free(before);
+        return;
+    }
+    size_t count;
+    char **keys = changed_between(before, ctl->store, &count);
     s3m_store_free(before);
-    ctl->on_change(ctl->on_change_ctx, changed.keys, changed.count);
+    ctl->on_change(ctl->on_change_ctx, keys, count);
 }
 
 static void set_counts(struct ctl_result *result, const char *fmt, size_t a, size_t b)
@@ -172,15 +184,20 @@ static int run_restore(struct s3m_ctl *ctl, struct words *w, struct ctl_result *
     struct s3m_snapshot *snapshot = s3m_ctl_snapshot_find(ctl, name);
     if (!snapshot)
         return s3m_error_set(&r->error, ENOENT, "no snapshot named '%s'", name);
-    struct s3m_store *before = before_change(ctl);
+    /* the keys a restore changes are those where the store and the
+     * snapshot differ now: no copy of the store needed to find them */
+    size_t changed_count = 0;
+    char **changed = ctl->on_change ? changed_between(ctl->store,
+                                                      s3m_snapshot_store(snapshot),
+                                                      &changed_count)
+                                    : NULL;
     rc = s3m_store_restore(ctl->store, s3m_snapshot_store(snapshot));
     size_t count = s3m_store_count(s3m_snapshot_store(snapshot), NULL);
     s3m_snapshot_unref(snapshot);
-    if (rc) {
-        s3m_store_free(before);
+    if (ctl->on_change) /* after a failure too: nothing is assumed */
+        ctl->on_change(ctl->on_change_ctx, changed, changed_count);
+    if (rc)
         return s3m_error_set(&r->error, rc, "no memory to restore '%s'", name);
-    }
-    notify_change(ctl, before);
     snprintf(r->message, sizeof(r->message), "restored snapshot '%s': %zu objects",
              name, count);
     set_counts(r, "{\"objects\":%zu}", count, 0);
