@@ -228,6 +228,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     if (fuse_session_mount(se, cmdline->mountpoint) != 0)
         goto signals;
     fuse_daemonize(cmdline->foreground);
+    s3m_fs_start(fs); /* threads only after the fork of daemonize */
     s3m_log("mounted bucket '%s' at %s", s3m_store_bucket(store), cmdline->mountpoint);
     if ((opts->autopersist || opts->autopersist_ms) &&
         s3m_ctl_start_autopersist(ctl, opts->autopersist_ms) != 0)

@@ -37,6 +37,10 @@ struct s3m_fs *s3m_fs_new(const struct s3m_fs_config *config,
 void s3m_fs_free(struct s3m_fs *fs);
 /* The handler table; pass fs as userdata to fuse_session_new. */
 const struct fuse_lowlevel_ops *s3m_fs_operations(void);
+/* Starts the fs's own thread (the cache notifier). Call it after
+ * fuse_daemonize, whose fork keeps no threads, and before the loop runs.
+ * 0 or -errno (then caches stay until they time out). */
+int s3m_fs_start(struct s3m_fs *fs);
 /* The session, for cache notifications (set once before the loop runs). */
 void s3m_fs_set_session(struct s3m_fs *fs, struct fuse_session *session);
 struct s3m_store *s3m_fs_store(struct s3m_fs *fs);

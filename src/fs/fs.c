@@ -39,10 +39,7 @@ struct s3m_fs *s3m_fs_new(const struct s3m_fs_config *config,
     fs->root_mtime_ns = fs->root_atime_ns = fs->root_ctime_ns = fs->start_ns;
     pthread_mutex_init(&fs->lock, NULL);
     fs->handles.prev = fs->handles.next = &fs->handles;
-    if (fs_notifier_start(fs) != 0)
-        s3m_log("cannot start the cache notifier: caches stay until they time out");
-    if (fs->ctl && fs->notify_running)
-        s3m_ctl_on_change(fs->ctl, s3m_fs_invalidate, fs);
+    fs_notifier_init(fs);
     return fs;
 }
 

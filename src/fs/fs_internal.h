@@ -301,7 +301,7 @@ void fs_control_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_control_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 /* ---- notify.c */
-int fs_notifier_start(struct s3m_fs *fs);
+void fs_notifier_init(struct s3m_fs *fs);
 void fs_notifier_stop(struct s3m_fs *fs);
 
 /* Logs a refused request when it is worth a line (not ENOENT on lookup). */

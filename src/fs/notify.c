@@ -179,17 +179,26 @@ static void *notifier_main(void *arg)
     return NULL;
 }
 
-int fs_notifier_start(struct s3m_fs *fs)
+void fs_notifier_init(struct s3m_fs *fs)
 {
     pthread_mutex_init(&fs->notify_lock, NULL);
     pthread_cond_init(&fs->notify_wake, NULL);
     pthread_cond_init(&fs->notify_done_cond, NULL);
-    if (fs->timeout <= 0)
+}
+
+int s3m_fs_start(struct s3m_fs *fs)
+{
+    if (fs->timeout <= 0 || fs->notify_running)
         return 0; /* nothing cached: nothing to drop */
     int rc = pthread_create(&fs->notify_thread, NULL, notifier_main, fs);
-    if (rc == 0)
-        fs->notify_running = true;
-    return -rc;
+    if (rc) {
+        s3m_log("cannot start the cache notifier: caches stay until they time out");
+        return -rc;
+    }
+    fs->notify_running = true;
+    if (fs->ctl)
+        s3m_ctl_on_change(fs->ctl, s3m_fs_invalidate, fs);
+    return 0;
 }
 
 void fs_notifier_stop(struct s3m_fs *fs)
