@@ -236,10 +236,10 @@ static int add_body(struct export_state *state, json_t *record,
     }
     s3m_body_read(body, 0, state->buffer, (size_t)size);
     if (state->buffer[0] == '{') {
-        json_error_t error;
-        parsed = json_loadb((const char *)state->buffer, (size_t)size,
-                            JSON_ALLOW_NUL, &error);
-        if (!parsed && fmt_json_errno(&error) == -ENOMEM)
+        struct fmt_json_error error;
+        parsed = fmt_json_parse((const char *)state->buffer, (size_t)size,
+                                &error);
+        if (!parsed && error.code == -ENOMEM)
             return -ENOMEM;
     }
     if (json_is_object(parsed)) {

@@ -430,7 +430,7 @@ static int take_line(struct import_state *state,
                      size_t line, const char *text, size_t len)
 {
     const char *file = resource->files[file_index];
-    json_error_t error;
+    struct fmt_json_error error;
     json_t *record, *existing, *origin;
     char *id;
     size_t id_len;
@@ -439,9 +439,9 @@ static int take_line(struct import_state *state,
     if (blank(text, len))
         return 0;
     state->report.lines++;
-    record = json_loadb(text, len, JSON_ALLOW_NUL, &error);
+    record = fmt_json_parse(text, len, &error);
     if (!record) {
-        if (fmt_json_errno(&error) == -ENOMEM)
+        if (error.code == -ENOMEM)
             return out_of_memory(state);
         return bad_line(state, resource, file, line,
                         "not a JSON object: %s at column %d", error.text,

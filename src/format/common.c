@@ -181,6 +181,15 @@ size_t fmt_utf8_next(const unsigned char *text, size_t len,
     return need;
 }
 
+const unsigned char fmt_json_plain[256] = {
+    [0x20] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,   /* 0x20-0x2f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,            /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,            /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,            /* 0x50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,            /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,            /* 0x70 */
+};
+
 bool fmt_out_json_string(struct fmt_out *out, const char *text, size_t len,
                          enum fmt_bad_utf8 bad)
 {
@@ -190,6 +199,10 @@ bool fmt_out_json_string(struct fmt_out *out, const char *text, size_t len,
 
     fmt_out_write(out, "\"", 1);
     while (i < len) {
+        while (i < len && fmt_json_plain[bytes[i]])
+            i++;
+        if (i == len)
+            break;
         unsigned char c = bytes[i];
         const char *escape = NULL;
         char small[8];

@@ -33,6 +33,11 @@ enum fmt_bad_utf8 {
     FMT_BAD_UTF8_REPLACE,     /* each bad byte as U+FFFD (as Node does) */
 };
 
+/* 1 for the bytes that stand for themselves inside a JSON string: printable
+ * ASCII except '"' and '\\'. Escapes, control bytes and UTF-8 sequences
+ * (>= 0x80) take the slow paths. */
+extern const unsigned char fmt_json_plain[256];
+
 /* Writes bytes as a quoted JSON string, escaped as JSON.stringify does.
  * Returns true when the bytes were valid UTF-8 (written exactly). */
 bool fmt_out_json_string(struct fmt_out *out, const char *text, size_t len,
@@ -51,6 +56,37 @@ size_t fmt_utf8_next(const unsigned char *text, size_t len,
 /* Error text of a jansson failure mapped to errno: -ENOMEM when jansson ran
  * out of memory, else -EINVAL. */
 int fmt_json_errno(const json_error_t *error);
+
+/* Why fmt_json_parse failed. */
+struct fmt_json_error {
+    int code;                 /* 0, -EINVAL (bad JSON) or -ENOMEM */
+    size_t position;          /* byte offset of the problem */
+    int line;                 /* 1-based */
+    int column;               /* 1-based, in characters */
+    char text[96];            /* what is wrong, e.g. "invalid escape" */
+    bool stopped;             /* a member function stopped it; code is its
+                               * return value */
+};
+
+/* Parses len bytes of JSON (any value, surrounded by white space only) into
+ * a new jansson value (the caller decrefs it), or returns NULL with error
+ * set. See json_read.c for how it differs from json_loadb. */
+json_t *fmt_json_parse(const char *text, size_t len,
+                       struct fmt_json_error *error);
+
+/* Called with each member of a streamed object; key (NUL-ended, key_len
+ * bytes) and value are borrowed for the call. Non-zero stops the parse. */
+typedef int (*fmt_json_member_fn)(void *ctx, const char *key, size_t key_len,
+                                  json_t *value);
+
+/* fmt_json_parse, except that when the top level is an object, the members
+ * of its member named streamed (when that is an object) go to fn one at a
+ * time and are not kept: the returned value holds streamed as {}. A huge
+ * save file then never exists as one tree. When fn returns non-zero the
+ * parse stops: NULL, error->stopped set and error->code = that value. */
+json_t *fmt_json_parse_streamed(const char *text, size_t len,
+                                const char *streamed, fmt_json_member_fn fn,
+                                void *ctx, struct fmt_json_error *error);
 
 /* Reads the rest of file into *text (new, NUL-ended) and *len: 0, -ENOMEM
  * or the read's -errno (-EIO when it sets none). */

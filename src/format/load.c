@@ -389,6 +389,12 @@ out:
     return rc;
 }
 
+static int load_member(void *ctx, const char *key, size_t key_len,
+                       json_t *value)
+{
+    return load_object(ctx, key, key_len, value);
+}
+
 /* Checks the top level: an object with "objects" an object, and the other
  * s3db.js fields, when present, of their types. */
 static int check_top_level(struct load_state *state, const json_t *root)
@@ -431,10 +437,8 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
     static const struct s3m_store_config defaults;
     struct load_state state = {.path = path, .err = err,
                                .config = config ? config : &defaults};
-    json_error_t error;
-    const char *key;
-    size_t key_len;
-    json_t *root, *value;
+    struct fmt_json_error error;
+    json_t *root;
     bool read_failed;
     FILE *file;
     int rc;
@@ -445,8 +449,7 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
         return s3m_error_set(err, rc, "cannot read '%s': %s", path,
                              s3m_format_errno_text(rc));
     }
-    /* read it whole, then parse from memory: jansson's file reader goes
-     * a byte at a time */
+    /* read it whole, then parse from memory (json_read.c) */
     size_t text_len = 0;
     char *text = NULL;
     rc = fmt_read_whole(file, &text, &text_len);
@@ -455,11 +458,21 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
     if (read_failed)
         return s3m_error_set(err, rc, "cannot read '%s': %s", path,
                              s3m_format_errno_text(rc));
-    root = json_loadb(text, text_len, JSON_ALLOW_NUL, &error);
+    state.store = s3m_store_new(state.config);
+    if (!state.store) {
+        free(text);
+        return s3m_error_set(err, ENOMEM, "cannot load '%s': out of memory",
+                             path);
+    }
+    /* objects are stored as they are parsed, one at a time */
+    root = fmt_json_parse_streamed(text, text_len, "objects", load_member,
+                                   &state, &error);
     free(text);
     if (!root) {
-        rc = fmt_json_errno(&error);
-        if (rc == -ENOMEM)
+        s3m_store_free(state.store);
+        if (error.stopped)
+            return error.code;
+        if (error.code == -ENOMEM)
             return s3m_error_set(err, ENOMEM, "cannot load '%s': out of memory",
                                  path);
         return s3m_error_set(err, EINVAL,
@@ -468,20 +481,6 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
                              error.text);
     }
     rc = check_top_level(&state, root);
-    if (rc)
-        goto out;
-    state.store = s3m_store_new(state.config);
-    if (!state.store) {
-        rc = s3m_error_set(err, ENOMEM, "cannot load '%s': out of memory",
-                           path);
-        goto out;
-    }
-    json_object_keylen_foreach(json_object_get(root, "objects"), key, key_len,
-                               value) {
-        rc = load_object(&state, key, key_len, value);
-        if (rc)
-            break;
-    }
     if (rc) {
         s3m_store_free(state.store);
         goto out;

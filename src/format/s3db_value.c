@@ -109,6 +109,12 @@ int s3m_format_s3db_value_encode(const char *value, size_t len, char **out,
     bool use_base64;
     char *encoded;
 
+    /* printable ASCII, by far the usual value, is kept as it is */
+    while (i < len && bytes[i] >= 0x20 && bytes[i] <= 0x7e)
+        i++;
+    if (i == len)
+        return copy_out(value, len, out, out_len);
+    i = 0;
     if (!s3m_utf8_valid(value, len)) {
         use_base64 = true;
     } else {

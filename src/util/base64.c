@@ -9,6 +9,8 @@
 #include "s3mem/util.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <string.h>
 
 static const char base64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -43,20 +45,15 @@ void s3m_base64_encode(const void *data, size_t len, char *out)
     *out = '\0';
 }
 
-/* Returns the 6-bit value of c, or -1 when c is not in the alphabet. */
-static int base64_value(char c)
+/* The 6-bit value of each byte, or 0xff for bytes outside the alphabet. */
+static unsigned char base64_values[256];
+static pthread_once_t base64_values_once = PTHREAD_ONCE_INIT;
+
+static void base64_values_fill(void)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
+    memset(base64_values, 0xff, sizeof(base64_values));
+    for (unsigned i = 0; i < 64; i++)
+        base64_values[(unsigned char)base64_alphabet[i]] = (unsigned char)i;
 }
 
 /* Returns text_len without its padding (at most two '='), or (size_t)-1
@@ -76,13 +73,13 @@ static size_t base64_unpadded_length(const char *text, size_t text_len)
 /* True when the len unpadded characters of text can be decoded. */
 static bool base64_valid(const char *text, size_t len)
 {
+    unsigned char bad = 0;
+
     if (len == (size_t)-1 || len % 4 == 1)
         return false;
-    for (size_t i = 0; i < len; i++) {
-        if (base64_value(text[i]) < 0)
-            return false;
-    }
-    return true;
+    for (size_t i = 0; i < len; i++)
+        bad |= base64_values[(unsigned char)text[i]];
+    return !(bad & 0x80);
 }
 
 /* Validates all of text before writing, so a failure leaves out and
@@ -90,21 +87,26 @@ static bool base64_valid(const char *text, size_t len)
 int s3m_base64_decode(const char *text, size_t text_len, unsigned char *out,
                       size_t *out_len)
 {
+    const unsigned char *in = (const unsigned char *)text;
     size_t len = base64_unpadded_length(text, text_len);
-    size_t written = 0;
-    uint32_t group = 0;
+    size_t written = 0, i;
+    uint32_t group;
 
+    pthread_once(&base64_values_once, base64_values_fill);
     if (!base64_valid(text, len))
         return -EINVAL;
-    for (size_t i = 0; i < len; i++) {
-        group = group << 6 | (uint32_t)base64_value(text[i]);
-        if (i % 4 == 3) {
-            out[written++] = (unsigned char)(group >> 16);
-            out[written++] = (unsigned char)(group >> 8);
-            out[written++] = (unsigned char)group;
-            group = 0;
-        }
+    for (i = 0; i + 4 <= len; i += 4) {
+        group = (uint32_t)base64_values[in[i]] << 18 |
+                (uint32_t)base64_values[in[i + 1]] << 12 |
+                (uint32_t)base64_values[in[i + 2]] << 6 |
+                base64_values[in[i + 3]];
+        out[written++] = (unsigned char)(group >> 16);
+        out[written++] = (unsigned char)(group >> 8);
+        out[written++] = (unsigned char)group;
     }
+    group = 0;
+    for (; i < len; i++)
+        group = group << 6 | base64_values[in[i]];
     if (len % 4 >= 2)
         out[written++] = (unsigned char)(group >> (len % 4 == 2 ? 4 : 10));
     if (len % 4 == 3)

@@ -60,6 +60,16 @@ bool s3m_utf8_valid(const char *text, size_t len)
 {
     const unsigned char *bytes = (const unsigned char *)text;
     for (size_t i = 0; i < len;) {
+        uint64_t word;
+        /* ASCII runs eight bytes at a time */
+        while (len - i >= 8) {
+            memcpy(&word, bytes + i, 8);
+            if (word & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i == len)
+            break;
         unsigned length = sequence_length(bytes + i, len - i);
         if (length == 0)
             return false;

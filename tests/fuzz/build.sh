@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/fuzz/build.sh [OUTDIR] - builds the libFuzzer targets fuzz_load,
-# fuzz_import and fuzz_path with clang, AddressSanitizer and UBSan (every
+# fuzz_import, fuzz_path and fuzz_json with clang, AddressSanitizer and UBSan (every
 # UBSan report aborts, so libFuzzer keeps the input).
 #
 # OUTDIR defaults to $S3MEM_FUZZ_BUILD, else ${TMPDIR:-/tmp}/s3mem-fuzz-build-$UID
@@ -88,7 +88,7 @@ if ((${#stale[@]})); then
   ((failed == 0)) || { echo "tests/fuzz/build.sh: compile failed" >&2; exit 1; }
 fi
 
-for target in fuzz_load fuzz_import fuzz_path; do
+for target in fuzz_load fuzz_import fuzz_path fuzz_json; do
   binary="$out/$target"
   source="$root/tests/fuzz/$target.c"
   relink=0

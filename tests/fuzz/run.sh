@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh [SECONDS] - builds the libFuzzer targets (build.sh) and
-# runs fuzz_load, fuzz_import and fuzz_path one after the other, each for
+# runs fuzz_load, fuzz_import, fuzz_path and fuzz_json one after the other, each for
 # SECONDS (default 30), from seed corpora copied or made in a private temp
 # directory (nothing is written into the repository). Exits non-zero when a
 # target crashes, leaks, hangs or breaks an invariant; the input is then kept
 # and its path printed with the command that replays it.
 #
 # Environment: S3MEM_FUZZ_BUILD (build directory, see build.sh),
-# S3MEM_FUZZ_TARGETS (default "load import path"), S3MEM_FUZZ_ARGS (more
+# S3MEM_FUZZ_TARGETS (default "load import path json"), S3MEM_FUZZ_ARGS (more
 # libFuzzer flags, e.g. "-jobs=1"), TMPDIR (where the temp directory goes;
 # /dev/shm is used when TMPDIR is unset and it is writable).
 set -euo pipefail
@@ -38,7 +38,8 @@ mkdir -p "$work/scratch" "$work/artifacts"
 
 # ---- seed corpora ---------------------------------------------------------
 
-mkdir -p "$work/corpus/load" "$work/corpus/import" "$work/corpus/path"
+mkdir -p "$work/corpus/load" "$work/corpus/import" "$work/corpus/path" \
+  "$work/corpus/json"
 cp "$fixtures"/*.snapshot.json "$work/corpus/load/"
 
 # fuzz_import input: flag byte, s3db.json, NUL, resource file (fuzz_import.c)
@@ -74,12 +75,20 @@ printf '\0\x06\0photos/2024/a.jpg\0photos/2024/\0photos/\0photos\0docs/x\0docs/y
 printf -- '-\x02p-\0q\0p-a-b\0p-a\0p-\0p--\0p-\xff' >"$work/corpus/path/dash"
 printf '\xff\x01a\xff\0a\xff\xff\0a\xff\xffb\0a\xff\0b\0a' >"$work/corpus/path/ff"
 
+# fuzz_json input: any JSON text; the fixtures, their lines and odd corners
+cp "$fixtures"/*.snapshot.json "$fixtures"/*/s3db.json "$work/corpus/json/" 2>/dev/null || true
+for f in "$fixtures"/*/*.jsonl; do head -c 4096 "$f" >"$work/corpus/json/line-$(basename "$(dirname "$f")")-$(basename "$f")"; done
+printf '[1e400, -0, 9223372036854775808, "\\ud83d\\ude00\\u0000", {"a":1,"a":2}]' \
+  >"$work/corpus/json/corners"
+printf '{"objects":{"k":{"body":""},"k":[true,false,null]},"x":"\xc3\xab"}' \
+  >"$work/corpus/json/streamed"
+
 # ---- run ------------------------------------------------------------------
 
-declare -A max_len=([load]=16384 [import]=8192 [path]=4096)
+declare -A max_len=([load]=16384 [import]=8192 [path]=4096 [json]=8192)
 failed=()
 read -r -a extra <<<"${S3MEM_FUZZ_ARGS:-}"
-for target in ${S3MEM_FUZZ_TARGETS:-load import path}; do
+for target in ${S3MEM_FUZZ_TARGETS:-load import path json}; do
   echo "tests/fuzz/run.sh: fuzz_$target for ${seconds}s"
   status=0
   (cd "$work" && S3MEM_FUZZ_TMP="$work/scratch" \
