@@ -280,7 +280,11 @@ struct s3m_store *s3m_store_snapshot(struct s3m_store *store);
 int s3m_store_restore(struct s3m_store *store, struct s3m_store *source);
 /* Makes store's contents those of source (the objects move without
  * copying; store's old objects are released). Afterwards source may only be
- * freed. Used to swap in a fully loaded store. */
+ * freed. Used to swap in a fully loaded store. An object of source that is
+ * identical to the store's object of the same key (same bytes, metadata,
+ * mode, owner, and mtime to the millisecond, as save files keep it) leaves
+ * that object as it was, nanoseconds and ctime included: reloading a file
+ * changes only what differs. */
 void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source);
 
 /* Calls fn for every key whose object differs between before and after

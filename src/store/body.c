@@ -255,6 +255,57 @@ static int md5_piece(void *ctx, const unsigned char *data, size_t len)
     return 0;
 }
 
+/* Compares b's bytes with a piece of a's: ctx walks along a's piece. */
+struct compare_state {
+    const unsigned char *expected;
+    bool same;
+};
+
+static int compare_inner(void *ctx, const unsigned char *data, size_t len)
+{
+    struct compare_state *state = ctx;
+    if (data != state->expected && memcmp(data, state->expected, len) != 0) {
+        state->same = false;
+        return 1;
+    }
+    state->expected += len;
+    return 0;
+}
+
+struct compare_outer {
+    const struct s3m_body *other;
+    uint64_t offset;
+    bool same;
+};
+
+static int compare_outer(void *ctx, const unsigned char *data, size_t len)
+{
+    struct compare_outer *outer = ctx;
+    struct compare_state inner = {.expected = data, .same = true};
+    body_walk(outer->other, outer->offset, len, compare_inner, &inner);
+    outer->offset += len;
+    outer->same = inner.same;
+    return inner.same ? 0 : 1;
+}
+
+bool body_same_bytes(const struct s3m_body *a, const struct s3m_body *b)
+{
+    unsigned char md5_a[16], md5_b[16];
+    struct compare_outer outer = {.other = b, .same = true};
+
+    if (a == b)
+        return true;
+    if (s3m_body_size(a) != s3m_body_size(b))
+        return false;
+    if (body_cached_md5(a, md5_a) && body_cached_md5(b, md5_b) &&
+        memcmp(md5_a, md5_b, 16) != 0)
+        return false;
+    if (s3m_body_size(a) == 0)
+        return true;
+    body_walk(a, 0, (size_t)a->size, compare_outer, &outer);
+    return outer.same;
+}
+
 void body_md5(const struct s3m_body *body, unsigned char md5[16])
 {
     struct s3m_md5 ctx;

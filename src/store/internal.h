@@ -118,6 +118,12 @@ int body_write(struct s3m_body **slot, uint64_t offset, const void *data,
 int body_truncate(struct s3m_body **slot, uint64_t size);
 /* Cached MD5, when valid. */
 bool body_cached_md5(const struct s3m_body *body, unsigned char md5[16]);
+/* True when a and b (either may be NULL: no metadata) hold the same content
+ * type (none counts as the default type), encoding and entries in the same
+ * order. */
+bool meta_equal(const struct s3m_meta *a, const struct s3m_meta *b);
+/* True when a and b (either may be NULL: empty) hold the same bytes. */
+bool body_same_bytes(const struct s3m_body *a, const struct s3m_body *b);
 void body_set_md5(struct s3m_body *body, const unsigned char md5[16]);
 void body_md5(const struct s3m_body *body, unsigned char md5[16]);
 /* Hex MD5 of body, from the cache or computed (and cached) without a lock. */

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "s3mem/store.h"
+#include "internal.h"
 #include "s3mem/util.h"
 
 static atomic_uint *meta_refcount(struct s3m_meta *meta)
@@ -214,6 +215,31 @@ struct s3m_meta *s3m_meta_merge(const struct s3m_meta *meta,
         copy->content_encoding = encoding;
     }
     return copy;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool meta_equal(const struct s3m_meta *a, const struct s3m_meta *b)
+{
+    size_t count_a = a ? a->count : 0, count_b = b ? b->count : 0;
+
+    if (a == b)
+        return true;
+    if (count_a != count_b ||
+        strcmp(s3m_meta_content_type(a), s3m_meta_content_type(b)) != 0 ||
+        !same_text(a ? a->content_encoding : NULL,
+                   b ? b->content_encoding : NULL))
+        return false;
+    for (size_t i = 0; i < count_a; i++) {
+        const struct s3m_meta_entry *x = &a->entries[i], *y = &b->entries[i];
+        if (strcmp(x->name, y->name) != 0 || x->value_len != y->value_len ||
+            memcmp(x->value, y->value, x->value_len) != 0)
+            return false;
+    }
+    return true;
 }
 
 size_t s3m_meta_size(const struct s3m_meta *meta)

@@ -743,11 +743,59 @@ struct s3m_store *s3m_store_snapshot(struct s3m_store *store)
     return copy;
 }
 
-void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source)
+/* True when b may stand for a: same bytes, metadata, mode and owner, and
+ * the same mtime to mtime_unit nanoseconds. */
+static bool same_content(const struct s3m_object *a, const struct s3m_object *b,
+                         int64_t mtime_unit)
+{
+    return a->mode == b->mode && a->uid == b->uid && a->gid == b->gid &&
+           a->mtime_ns / mtime_unit == b->mtime_ns / mtime_unit &&
+           meta_equal(a->meta, b->meta) && body_same_bytes(a->body, b->body);
+}
+
+static void swap_pointers(void **a, void **b)
+{
+    void *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Objects of source identical to the store's (same_content) take over the
+ * store's body, metadata and times, so swapping source in leaves them
+ * exactly as they were: a reload of the same file changes nothing the
+ * kernel cached. The MD5 source knew is kept. Both write-locked. */
+static void keep_identical(struct s3m_store *store, struct s3m_store *source,
+                           int64_t mtime_unit)
+{
+    struct s3m_object *a = store->head[0], *b = source->head[0];
+    unsigned char md5[16];
+
+    while (a && b) {
+        int c = strcmp(a->key, b->key);
+        if (c == 0 && same_content(a, b, mtime_unit)) {
+            if (b->body && body_cached_md5(b->body, md5))
+                body_set_md5(a->body, md5);
+            swap_pointers((void **)&a->body, (void **)&b->body);
+            swap_pointers((void **)&a->meta, (void **)&b->meta);
+            b->mtime_ns = a->mtime_ns;
+            b->atime_ns = a->atime_ns;
+            b->ctime_ns = a->ctime_ns;
+        }
+        if (c <= 0)
+            a = a->forward[0];
+        if (c >= 0)
+            b = b->forward[0];
+    }
+}
+
+static void swap_in(struct s3m_store *store, struct s3m_store *source,
+                    int64_t mtime_unit)
 {
     struct s3m_object **old_buckets;
     store_write_lock(store);
     store_write_lock(source);
+    if (mtime_unit)
+        keep_identical(store, source, mtime_unit);
     struct s3m_object *first = take_contents(store, &old_buckets);
     store->buckets = source->buckets;
     store->bucket_count = source->bucket_count;
@@ -768,12 +816,17 @@ void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source)
     store_log(store, "swap in %zu objects", store->count);
 }
 
+void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source)
+{
+    swap_in(store, source, 1000000);   /* save files keep milliseconds */
+}
+
 int s3m_store_restore(struct s3m_store *store, struct s3m_store *source)
 {
     struct s3m_store *copy = s3m_store_snapshot(source);
     if (!copy)
         return -ENOMEM;
-    s3m_store_swap_in(store, copy);
+    swap_in(store, copy, 0);            /* exactly the snapshot */
     s3m_store_free(copy);
     return 0;
 }

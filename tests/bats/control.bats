@@ -237,6 +237,7 @@ SHOP_KEYS_COUNT=11
 # attributes, directory entries, xattrs) as they are now.
 prime_caches() {
   local entry
+  stat "$1" >/dev/null
   cat "$2" >/dev/null
   ls -la "$1" >/dev/null
   stat "$2" >/dev/null
@@ -254,8 +255,9 @@ state_b() {
 }
 
 # state_a: what the kernel caches before the command: a longer d/f with
-# user.v=A, d/onlyA instead of d/onlyB.
+# user.v=A, d/onlyA instead of d/onlyB, d with mode 700.
 state_a() {
+  chmod 700 "$MNT/d"
   printf 'the old, longer contents of state A\n' >"$MNT/d/f"
   setfattr -n user.v -v A "$MNT/d/f"
   rm "$MNT/d/onlyB"
@@ -285,6 +287,7 @@ stale_restore() {
   prime_caches "$MNT/d" "$MNT/d/f"
   ctl restore b
   expect_view "$MNT/d" f B 2 $'f\nonlyB' user.v B onlyA
+  expect_equal 755 "$(stat -c %a "$MNT/d")" "the directory's mode"
 }
 
 stale_load() {
@@ -295,6 +298,7 @@ stale_load() {
   prime_caches "$MNT/d" "$MNT/d/f"
   ctl load "$T/b.json"
   expect_view "$MNT/d" f B 2 $'f\nonlyB' user.v B onlyA
+  expect_equal 755 "$(stat -c %a "$MNT/d")" "the directory's mode"
 }
 
 stale_import_clear() {
@@ -343,6 +347,23 @@ stale_clear() {
 
 # With -o timeout=30 the kernel keeps entries and attributes for 30 s: the
 # daemon must invalidate them itself.
+@test "a directory whose own attributes changed shows them after restore and load (-o timeout=30)" {
+  ctl_mount -o timeout=30
+  mkdir -p "$MNT/d/e"
+  echo x >"$MNT/d/e/f"
+  ctl snapshot s
+  ctl save "$T/s.json"
+  chmod 700 "$MNT/d"
+  stat "$MNT/d" "$MNT/d/e/f" >/dev/null
+  ctl restore s
+  expect_equal 755 "$(stat -c %a "$MNT/d")" "mode after restore"
+  expect_equal x "$(cat "$MNT/d/e/f")"
+  chmod 700 "$MNT/d"
+  stat "$MNT/d" >/dev/null
+  ctl load "$T/s.json"
+  expect_equal 755 "$(stat -c %a "$MNT/d")" "mode after load"
+}
+
 @test "no stale view after restore, with kernel caching (-o timeout=30)" {
   stale_restore -o timeout=30
 }
@@ -398,6 +419,30 @@ stale_clear() {
   # a second save of the loaded store is the same file but for its timestamp
   ctl save "$T/s2.json"
   expect_equal "$(jq -S 'del(.timestamp)' "$T/s.json")" "$(jq -S 'del(.timestamp)' "$T/s2.json")" "second save"
+}
+
+@test "load of the file just saved changes nothing; what changed since comes back" {
+  ctl_mount
+  build_fixture_tree "$MNT"
+  ctl save "$T/s.json"
+  local times
+  times=$(cd "$MNT" && find . -path ./.s3mem -prune -o -print0 | sort -z | xargs -0 stat -c '%n %y %z')
+  ctl load "$T/s.json"
+  # identical objects are left as they were: nanoseconds and ctime included
+  expect_equal "$times" \
+    "$(cd "$MNT" && find . -path ./.s3mem -prune -o -print0 | sort -z | xargs -0 stat -c '%n %y %z')" \
+    "times after reloading the same file"
+
+  echo changed >"$MNT/proj/README.md"
+  ctl load "$T/s.json"
+  expect_equal "$(jq -r '.objects["proj/README.md"].body' "$T/s.json" | base64 -d)" \
+    "$(cat "$MNT/proj/README.md")" "README.md is back"
+  # its mtime is the file's (milliseconds), the others still untouched
+  expect_equal "$(jq -r '.objects["proj/README.md"].lastModified' "$T/s.json")" \
+    "$(date -u -d "$(stat -c %y "$MNT/proj/README.md")" +%Y-%m-%dT%H:%M:%S.%3NZ)" "README.md mtime"
+  expect_equal "$(grep -v README.md <<<"$times")" \
+    "$(cd "$MNT" && find . -path ./.s3mem -prune -o -print0 | sort -z | xargs -0 stat -c '%n %y %z' | grep -v README.md)" \
+    "times of the others"
 }
 
 @test "load shop.snapshot.json (s3db.js 12.4.0): exactly its 11 keys and bodies" {

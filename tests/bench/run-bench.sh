@@ -9,8 +9,10 @@
 # control command failed, an object count is wrong, the daemon did not come
 # up or left a sanitizer report).
 #
-# Usage: tests/bench/run-bench.sh [--scale F] [--quick] [--threads N] [DIR...]
+# Usage: tests/bench/run-bench.sh [--scale F] [--quick] [--threads N]
+#                                 [--only PARTS] [DIR...]
 #   --scale F    size scale for fsbench (default 1: 10,000 small files, 1 GiB)
+#   --only PARTS comma-separated parts to run: fs, control, memory (default all)
 #   --quick      smoke run: scale 0.01 and 1,000 objects for the control
 #                plane and memory parts (well under a minute)
 #   DIR...       also run fsbench in these directories (extra table columns)
@@ -33,6 +35,7 @@ threads=2
 control_count=20000
 memory_count=100000
 extra_dirs=()
+parts=fs,control,memory
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -44,6 +47,7 @@ while (($#)); do
     --scale) (($# >= 2)) || usage; scale=$2; shift 2 ;;
     --threads) (($# >= 2)) || usage; threads=$2; shift 2 ;;
     --quick) scale=0.01; control_count=1000; memory_count=1000; shift ;;
+    --only) (($# >= 2)) || usage; parts=$2; shift 2 ;;
     -h|--help) usage ;;
     -*) usage ;;
     *)
@@ -55,6 +59,11 @@ done
 for tool in cc jq findmnt fusermount3 mkfifo timeout; do
   command -v "$tool" >/dev/null || { echo "run-bench.sh: '$tool' not found" >&2; exit 1; }
 done
+
+# wants PART: true when PART is among --only's parts
+wants() {
+  [[ ,$parts, == *,$1,* ]]
+}
 
 failed=0
 incorrect() {
@@ -175,6 +184,8 @@ echo
 
 # ---- file system workloads ------------------------------------------------------
 
+if wants fs; then
+
 if [[ $(id -u) -eq 0 ]]; then
   mkdir -p "$tmpfs_dir"
   mount -t tmpfs -o size=3G tmpfs "$tmpfs_dir"
@@ -239,8 +250,11 @@ echo
 
 s3mem_stop
 if ((tmpfs_mounted)); then umount "$tmpfs_dir"; tmpfs_mounted=0; fi
+fi
 
 # ---- control plane ---------------------------------------------------------------
+
+if wants control; then
 
 object_count() {
   jq -r .objectCount "$s3mem_mnt/.s3mem/stats"
@@ -277,24 +291,30 @@ mkdir -p "$s3mem_mnt/resource=bench/data"
 "$fsbench" "$s3mem_mnt/resource=bench/data" --populate "$control_count" --size 1024
 total=$(object_count)   # the records plus the two directory markers
 (( total >= control_count )) || incorrect "populate: objectCount is $total"
+# the files go to a tmpfs: the figures are s3mem's, not the disk's
+files=$(mktemp -d /dev/shm/s3mem-bench-files.XXXXXX 2>/dev/null || mktemp -d "$T/files.XXXXXX")
+echo "files:   $files ($(findmnt -rn -o FSTYPE --target "$files" | head -1))"
 printf "%-9s %13s %13s  %s\n" command "wall" "durationMs" "message"
 ctl snapshot snap
 ctl restore snap
 expect_objects "$total" "after restore"
-ctl save "$T/x.json"
-ctl load "$T/x.json"
+ctl save "$files/x.json"
+ctl load "$files/x.json"
 expect_objects "$total" "after load"
-ctl export "$T/bk"
-ctl import "$T/bk clear"
+ctl export "$files/bk"
+ctl import "$files/bk clear"
 expect_objects "$control_count" "after import clear"
 seen=$(find "$s3mem_mnt/resource=bench/data" -type f | wc -l)
 ((seen == control_count)) || incorrect "after import: $seen files visible, want $control_count"
-echo "save file $(du -h "$T/x.json" | cut -f1), backup $(du -sh "$T/bk" | cut -f1) ($(cd "$T/bk" && echo *))"
-rm -rf "$T/x.json" "$T/bk"
+echo "save file $(du -h "$files/x.json" | cut -f1), backup $(du -sh "$files/bk" | cut -f1) ($(cd "$files/bk" && echo *))"
+rm -rf "$files"
 s3mem_stop
 echo
+fi
 
 # ---- memory ---------------------------------------------------------------------
+
+if wants memory; then
 
 rss_bytes() {
   awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$s3mem_pid/status"
@@ -316,6 +336,7 @@ awk -v b="$before" -v a="$after" -v s="$after_snapshot" -v n="$memory_count" 'BE
 }'
 s3mem_stop
 echo
+fi
 
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 if ((failed)); then

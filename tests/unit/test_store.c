@@ -2506,6 +2506,62 @@ static void test_list_allocation_failures(void)
     s3m_store_free(store);
 }
 
+/* swap_in (load) leaves an object identical to the one it replaces as it
+ * was, to the nanosecond; anything that differs is replaced. */
+static void test_swap_in_keeps_identical(void)
+{
+    struct s3m_store *store = store_plain(), *source = store_plain();
+    struct s3m_meta *meta = s3m_meta_with(NULL, "k", "v", 1);
+    int64_t when = INT64_C(1700000000123456789);
+    struct s3m_put_attrs precise = {.mtime_ns = when, .meta = meta};
+    struct s3m_put_attrs in_file = {.mtime_ns = when / 1000000 * 1000000,
+                                    .meta = meta};
+    struct s3m_put_attrs other_ms = {.mtime_ns = when + 1000000, .meta = meta};
+    struct s3m_put_attrs no_meta = {.mtime_ns = when / 1000000 * 1000000};
+    struct s3m_object_info before = {0}, after = {0};
+
+    CHECK(meta != NULL);
+    CHECK_INT(s3m_store_put(store, "same", "abc", 3, &precise, 0), 0);
+    CHECK_INT(s3m_store_put(store, "bytes", "abc", 3, &precise, 0), 0);
+    CHECK_INT(s3m_store_put(store, "time", "abc", 3, &precise, 0), 0);
+    CHECK_INT(s3m_store_put(store, "meta", "abc", 3, &precise, 0), 0);
+    CHECK_INT(s3m_store_put(store, "dir/", NULL, 0, &precise, 0), 0);
+    CHECK_INT(s3m_store_put(store, "gone", "x", 1, &precise, 0), 0);
+    CHECK_INT(s3m_store_head(store, "same", &before), 0);
+
+    CHECK_INT(s3m_store_put(source, "same", "abc", 3, &in_file, 0), 0);
+    CHECK_INT(s3m_store_put(source, "bytes", "abd", 3, &in_file, 0), 0);
+    CHECK_INT(s3m_store_put(source, "time", "abc", 3, &other_ms, 0), 0);
+    CHECK_INT(s3m_store_put(source, "meta", "abc", 3, &no_meta, 0), 0);
+    CHECK_INT(s3m_store_put(source, "dir/", "", 0, &in_file, 0), 0);
+    CHECK_INT(s3m_store_put(source, "new", "n", 1, &in_file, 0), 0);
+    s3m_store_swap_in(store, source);
+    s3m_store_free(source);
+
+    CHECK_INT(s3m_store_head(store, "same", &after), 0);
+    CHECK_INT(after.mtime_ns, when);
+    CHECK_INT(after.ctime_ns, before.ctime_ns);
+    s3m_object_info_release(&after);
+    CHECK_INT(s3m_store_head(store, "dir/", &after), 0);
+    CHECK_INT(after.mtime_ns, when);
+    s3m_object_info_release(&after);
+    CHECK(key_holds(store, "bytes", "abd", 3));
+    CHECK_INT(s3m_store_head(store, "bytes", &after), 0);
+    CHECK_INT(after.mtime_ns, when / 1000000 * 1000000);
+    s3m_object_info_release(&after);
+    CHECK_INT(s3m_store_head(store, "time", &after), 0);
+    CHECK_INT(after.mtime_ns, when + 1000000);
+    s3m_object_info_release(&after);
+    CHECK_INT(s3m_store_head(store, "meta", &after), 0);
+    CHECK(after.meta == NULL || after.meta->count == 0);
+    s3m_object_info_release(&after);
+    CHECK(list_is(store, NULL, 0, NULL,
+                  "k:bytes\nk:dir/\nk:meta\nk:new\nk:same\nk:time\n"));
+    s3m_object_info_release(&before);
+    s3m_meta_unref(meta);
+    s3m_store_free(store);
+}
+
 int main(void)
 {
     RUN(test_put_get_sizes);
@@ -2527,6 +2583,7 @@ int main(void)
     RUN(test_limits);
     RUN(test_open_objects);
     RUN(test_foreach_and_swap);
+    RUN(test_swap_in_keeps_identical);
     RUN(test_misc);
     RUN(test_threads);
     RUN(test_allocation_failures);
