@@ -260,6 +260,12 @@ typedef int (*s3m_level_fn)(void *ctx, const struct s3m_level_entry *entry);
 int s3m_store_list_level(struct s3m_store *store, const char *prefix,
                          char delimiter, s3m_level_fn fn, void *ctx);
 
+/* The number of common prefixes directly under prefix (sub-"directories"),
+ * or SIZE_MAX when more than `limit` entries would have to be walked to
+ * know. Costs O(entries * log n), like list_level. */
+size_t s3m_store_count_prefixes(struct s3m_store *store, const char *prefix,
+                                char delimiter, size_t limit);
+
 /* ---- whole-store operations -------------------------------------------- */
 
 /* Calls fn for every object in key order, with the store's read lock held:

@@ -54,7 +54,9 @@ int fs_stat_file(struct s3m_fs *fs, const struct fs_key *key, struct stat *st)
     return 0;
 }
 
-int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st)
+/* fs_stat_dir without the link count (left at 2). */
+static int dir_attrs(struct s3m_fs *fs, const struct fs_key *dir_key,
+                     struct stat *st)
 {
     struct s3m_object_info info;
     if (dir_key->len == fs->key_prefix_len) {
@@ -78,6 +80,29 @@ int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st
         return -ENOENT;
     fs_stat_implicit_dir(fs, st);
     return 0;
+}
+
+/* Above this many entries a directory's link count is not counted. */
+#define DIR_LINKS_WALK_MAX 100000
+
+nlink_t fs_dir_links(struct s3m_fs *fs, const struct fs_key *dir_key)
+{
+    size_t subdirs = s3m_store_count_prefixes(dir_key->store, dir_key->text,
+                                              '/', DIR_LINKS_WALK_MAX);
+    if (subdirs == SIZE_MAX)
+        return 1;   /* "not counted", as find(1) and others read it */
+    if (dir_key->len == fs->key_prefix_len && dir_key->store == fs->store &&
+        fs->ctl)
+        subdirs++;  /* the control directory */
+    return (nlink_t)(2 + subdirs);
+}
+
+int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st)
+{
+    int rc = dir_attrs(fs, dir_key, st);
+    if (rc == 0)
+        st->st_nlink = fs_dir_links(fs, dir_key);
+    return rc;
 }
 
 int fs_kind_of(struct s3m_fs *fs, const struct fs_key *key)

@@ -196,6 +196,9 @@ int fs_kind_of(struct s3m_fs *fs, const struct fs_key *key);
  * -ENOENT when it no longer exists. */
 int fs_stat_file(struct s3m_fs *fs, const struct fs_key *key, struct stat *st);
 int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st);
+/* A directory's st_nlink: 2 + its subdirectories (at the root, the control
+ * directory too), or 1 when it has too many entries to count quickly. */
+nlink_t fs_dir_links(struct s3m_fs *fs, const struct fs_key *dir_key);
 void fs_stat_from_info(const struct s3m_object_info *info, bool is_dir,
                        struct stat *st);
 void fs_stat_implicit_dir(const struct s3m_fs *fs, struct stat *st);

@@ -101,6 +101,20 @@ static int collect_entry(void *ctx, const struct s3m_level_entry *e)
     return handle_add(c->handle, e->name, e->name_len, e->is_prefix, &st);
 }
 
+/* Link counts of the subdirectories listed from entry `from` on (counted
+ * after the listing: its callback runs under the store's lock). */
+static void count_links(struct s3m_fs *fs, const struct fs_key *key,
+                        struct dir_handle *handle, size_t from)
+{
+    for (size_t i = from; i < handle->count; i++) {
+        struct dir_entry *entry = &handle->entries[i];
+        struct fs_key sub = *key;
+        if (entry->is_dir &&
+            key_append(&sub, entry->name, strlen(entry->name), true) == 0)
+            entry->st.st_nlink = fs_dir_links(fs, &sub);
+    }
+}
+
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
@@ -140,8 +154,12 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         handle->control = true;
         rc = fs_control_list(fs, ino, add_control_entry, handle);
     }
-    else if (rc == 0)
+    else if (rc == 0) {
+        size_t from = handle->count;
         rc = s3m_store_list_level(key.store, key.text, '/', collect_entry, &c);
+        if (rc == 0)
+            count_links(fs, &key, handle, from);
+    }
     if (rc) {
         handle_free(handle);
         fuse_reply_err(req, -rc);

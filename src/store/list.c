@@ -205,3 +205,28 @@ int s3m_store_list_level(struct s3m_store *store, const char *prefix,
     atomic_fetch_add_explicit(&store->lists, 1, memory_order_relaxed);
     return rc;
 }
+
+size_t s3m_store_count_prefixes(struct s3m_store *store, const char *prefix,
+                                char delimiter, size_t limit)
+{
+    size_t prefix_len = strlen(prefix), count = 0, walked = 0;
+    store_read_lock(store);
+    struct s3m_object *node = index_seek(store, prefix, prefix_len, false);
+    while (node && has_prefix(node, prefix, prefix_len)) {
+        if (++walked > limit) {
+            count = SIZE_MAX;
+            break;
+        }
+        const char *rest = node->key + prefix_len;
+        const char *cut = memchr(rest, delimiter, node->key_len - prefix_len);
+        if (!cut) {
+            node = node->forward[0];
+            continue;
+        }
+        count++;
+        node = index_seek_past_prefix(store, node->key,
+                                      (size_t)(cut - node->key) + 1);
+    }
+    store_unlock(store);
+    return count;
+}

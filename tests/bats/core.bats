@@ -220,6 +220,28 @@ teardown() {
     "$(cd "$MNT" && find . -path ./.s3mem -prune -o -type f -print | LC_ALL=C sort)" "find -type f"
 }
 
+@test "a directory's link count is 2 plus its subdirectories, as rename and rmdir change them" {
+  mkdir -p "$MNT/src/dir/deeper" "$MNT/dst"
+  touch "$MNT/src/file" "$MNT/src/dir/file"
+  # keys under a prefix without a marker make a subdirectory too
+  (cd "$MNT" && mkdir -p loaded/x && echo data >loaded/x/y)
+  # the root: src, dst, loaded and the control directory
+  expect_equal 6 "$(stat -c %h "$MNT")" "root"
+  expect_equal 3 "$(stat -c %h "$MNT/src")" "src"
+  expect_equal 3 "$(stat -c %h "$MNT/src/dir")" "src/dir"
+  expect_equal 2 "$(stat -c %h "$MNT/dst")" "dst"
+  expect_equal 1 "$(stat -c %h "$MNT/src/file")" "a file"
+  mv "$MNT/src/dir" "$MNT/dst/"
+  expect_equal 2 "$(stat -c %h "$MNT/src")" "src after mv"
+  expect_equal 3 "$(stat -c %h "$MNT/dst")" "dst after mv"
+  rmdir "$MNT/dst/dir/deeper"
+  expect_equal 2 "$(stat -c %h "$MNT/dst/dir")" "dst/dir after rmdir"
+  # ls -l shows the same counts as stat
+  expect_equal "3 dst" "$(ls -l "$MNT" | awk '$NF == "dst" {print $2, $NF}')" "ls -l"
+  # find, which may use link counts to skip leaves, still sees everything
+  expect_equal 9 "$(cd "$MNT" && find . -path ./.s3mem -prune -o -print | wc -l)" find
+}
+
 @test "du -sb counts the bytes written" {
   mkdir -p "$MNT/a/b"
   random_file "$MNT/a/one" 100000

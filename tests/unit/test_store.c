@@ -2506,6 +2506,24 @@ static void test_list_allocation_failures(void)
     s3m_store_free(store);
 }
 
+static void test_count_prefixes(void)
+{
+    struct s3m_store *store = store_plain();
+    static const char *const keys[] = {"a/", "a/f", "a/b/", "a/b/c/d", "a/c/x",
+                                       "a/c/y", "a/d", "a/e/", "ab/z", "b"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        CHECK_INT(s3m_store_put(store, keys[i], "", 0, NULL, 0), 0);
+    CHECK_INT(s3m_store_count_prefixes(store, "a/", '/', 100), 3);  /* b c e */
+    CHECK_INT(s3m_store_count_prefixes(store, "", '/', 100), 2);    /* a ab */
+    CHECK_INT(s3m_store_count_prefixes(store, "a/b/", '/', 100), 1);
+    CHECK_INT(s3m_store_count_prefixes(store, "a/c/", '/', 100), 0);
+    CHECK_INT(s3m_store_count_prefixes(store, "zz/", '/', 100), 0);
+    /* a/, a/b/, a/c/x, a/d, a/e/ and a/f are walked under a/: six */
+    CHECK(s3m_store_count_prefixes(store, "a/", '/', 5) == SIZE_MAX);
+    CHECK_INT(s3m_store_count_prefixes(store, "a/", '/', 6), 3);
+    s3m_store_free(store);
+}
+
 /* swap_in (load) leaves an object identical to the one it replaces as it
  * was, to the nanosecond; anything that differs is replaced. */
 static void test_swap_in_keeps_identical(void)
@@ -2584,6 +2602,7 @@ int main(void)
     RUN(test_open_objects);
     RUN(test_foreach_and_swap);
     RUN(test_swap_in_keeps_identical);
+    RUN(test_count_prefixes);
     RUN(test_misc);
     RUN(test_threads);
     RUN(test_allocation_failures);
