@@ -101,20 +101,6 @@ static int collect_entry(void *ctx, const struct s3m_level_entry *e)
     return handle_add(c->handle, e->name, e->name_len, e->is_prefix, &st);
 }
 
-/* Link counts of the subdirectories listed from entry `from` on (counted
- * after the listing: its callback runs under the store's lock). */
-static void count_links(struct s3m_fs *fs, const struct fs_key *key,
-                        struct dir_handle *handle, size_t from)
-{
-    for (size_t i = from; i < handle->count; i++) {
-        struct dir_entry *entry = &handle->entries[i];
-        struct fs_key sub = *key;
-        if (entry->is_dir &&
-            key_append(&sub, entry->name, strlen(entry->name), true) == 0)
-            entry->st.st_nlink = fs_dir_links(fs, &sub);
-    }
-}
-
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
@@ -154,12 +140,8 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         handle->control = true;
         rc = fs_control_list(fs, ino, add_control_entry, handle);
     }
-    else if (rc == 0) {
-        size_t from = handle->count;
+    else if (rc == 0)
         rc = s3m_store_list_level(key.store, key.text, '/', collect_entry, &c);
-        if (rc == 0)
-            count_links(fs, &key, handle, from);
-    }
     if (rc) {
         handle_free(handle);
         fuse_reply_err(req, -rc);
@@ -177,12 +159,45 @@ static bool is_dot(const char *name)
     return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
 }
 
+/*
+ * readdirplus gives the kernel an inode and its attributes, as a lookup
+ * would, so they must be true now, not when the directory was opened: an
+ * entry unlinked since would come back as a positive dentry (stress-ng's
+ * filename stressor saw files that stat found after unlink), and a file's
+ * size from opendir time would move an O_APPEND writer back over its own
+ * lines. So each entry is looked up again here, with its attributes (a
+ * directory's link count too). The kernel holds the directory's lock
+ * while it reads it, so no unlink or create comes in between; a write to
+ * the file after this read is newer than the request, and the kernel drops
+ * these attributes for it (attr_version). False when the entry is gone or
+ * is no longer of the kind listed.
+ */
+static bool entry_now(struct s3m_fs *fs, const struct fs_key *dir,
+                      struct dir_entry *entry)
+{
+    struct fs_key key = *dir;
+    size_t len = strlen(entry->name);
+    if (key_append(&key, entry->name, len, false) != 0 ||
+        fs_kind_of(fs, &key) != (entry->is_dir ? S_IFDIR : S_IFREG))
+        return false;
+    if (entry->is_dir) {
+        key = *dir;
+        if (key_append(&key, entry->name, len, true) != 0)
+            return false;
+        return fs_stat_dir(fs, &key, &entry->st) == 0;
+    }
+    return fs_stat_file(fs, &key, &entry->st) == 0;
+}
+
 /* Adds one entry to buf; for plus, counts a lookup (undone when it does not
  * fit). Returns the bytes used, 0 when it did not fit, -errno on failure. */
 static ssize_t add_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t dir,
-                         struct dir_entry *entry, char *buf, size_t room,
-                         off_t next, bool plus, bool counted)
+                         const struct fs_key *dir_key, struct dir_entry *entry,
+                         char *buf, size_t room, off_t next, bool plus,
+                         bool counted)
 {
+    if (counted && !entry_now(fs, dir_key, entry))
+        counted = false;      /* gone: a name only, no inode for the kernel */
     if (!counted) {
         /* no entry for the kernel (nodeid 0): just a name; d_ino is a hint */
         struct fuse_entry_param param = {.ino = 0, .attr = entry->st};
@@ -227,13 +242,21 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     size_t used = 0;
     int rc = 0;
+    struct fs_key dir_key;
+    bool keyed = false;
+    if (plus && !handle->control) {
+        pthread_mutex_lock(&fs->lock);
+        struct fs_node *node = node_by_ino(fs, ino);
+        keyed = node && node_dir_key(fs, node, &dir_key) == 0;
+        pthread_mutex_unlock(&fs->lock);
+    }
     for (size_t i = off < 0 ? 0 : (size_t)off; i < handle->count; i++) {
         struct dir_entry *entry = &handle->entries[i];
-        bool counted = plus && !handle->control && !is_dot(entry->name) &&
+        bool counted = keyed && !is_dot(entry->name) &&
                        !(ino == FS_ROOT_INO && fs->ctl &&
                          strcmp(entry->name, fs->control_dir) == 0);
-        ssize_t n = add_entry(fs, req, ino, entry, buf + used, size - used,
-                              (off_t)(i + 1), plus, counted);
+        ssize_t n = add_entry(fs, req, ino, &dir_key, entry, buf + used,
+                              size - used, (off_t)(i + 1), plus, counted);
         if (n <= 0) {
             rc = (int)n;
             break;

@@ -292,6 +292,41 @@ teardown() {
   done
 }
 
+@test "a name unlinked while its directory is open for reading is gone, and can be created again" {
+  mkdir "$MNT/d"
+  echo x >"$MNT/d/f"
+  # opendir lists d; f goes; then the listing is read (readdirplus)
+  run perl -e '
+    my $d = shift;
+    opendir(my $dh, $d) or die "opendir: $!";
+    unlink("$d/f") or die "unlink: $!";
+    my @names = readdir($dh);
+    print "stat succeeded after unlink\n" if -e "$d/f";
+    open(my $fh, ">", "$d/f") or die "create after unlink: $!\n";
+    print $fh "y\n";
+    close($fh) or die "close: $!";
+    print "ok\n";' "$MNT/d"
+  expect_equal ok "$output" "perl"
+  expect_equal y "$(cat "$MNT/d/f")"
+}
+
+@test "appends stay appends while a reader lists their directory" {
+  mkdir "$MNT/d"
+  # a listing read after the file grew must not hand the kernel its size
+  # from when the directory was opened (appends would then overwrite)
+  run perl -e '
+    my $d = shift;
+    sub append { open(my $fh, ">>", "$d/log") or die "open: $!"; print $fh "$_[0]\n"; close($fh) or die; }
+    append(1);
+    opendir(my $dh, $d) or die "opendir: $!";
+    append(2);
+    my @names = readdir($dh);
+    append(3);
+    print "ok\n";' "$MNT/d"
+  expect_equal ok "$output" "perl"
+  expect_equal $'1\n2\n3' "$(cat "$MNT/d/log")" "log"
+}
+
 @test "rm -r of a loaded tree whose directories have no markers removes it all" {
   printf '/%s\n' "$T/seed.json" >/dev/null
   cat >"$T/seed.json" <<'JSON'
