@@ -45,6 +45,8 @@ struct fs_node {
     fuse_ino_t ino;
     uint8_t kind;                  /* enum fs_node_kind, fixed at creation */
     uint8_t control_file;          /* NODE_CONTROL_FILE: enum s3m_ctl_file */
+    bool is_dir;
+    bool linked;                   /* in the (parent, name) table */
     uint32_t open_count;           /* open file handles of this node */
     union {
         struct s3m_snapshot *snapshot; /* NODE_SNAPSHOT_ROOT: owned reference */
@@ -52,17 +54,19 @@ struct fs_node {
                                         * reference, for fstat after unlink */
     };
     struct fs_node *parent;        /* referenced: parent->children counts us */
-    char *name;                    /* owned; NULL for root */
-    size_t name_len;
+    char *name;                    /* NULL for root; in name_bytes (freed
+                                    * with the node) or, after a rename,
+                                    * owned */
+    uint16_t name_len;             /* a name is at most 255 bytes */
+    bool name_inline;              /* name points into name_bytes */
+    uint32_t children;             /* nodes whose parent is this one */
     uint64_t lookups;              /* kernel lookup count */
     uint64_t ghost_epoch;          /* store epoch + 1 when this implicit
                                     * directory vanished through a request
                                     * of ours (0: never); see fs_ghost */
-    uint64_t children;             /* nodes whose parent is this one */
-    bool is_dir;
-    bool linked;                   /* in the (parent, name) table */
     struct fs_node *ino_next;      /* chain in the inode table */
     struct fs_node *name_next;     /* chain in the name table */
+    char name_bytes[];             /* the name given at lookup, NUL-ended */
 };
 
 struct node_table {

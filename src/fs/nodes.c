@@ -43,6 +43,14 @@ int nodes_init(struct s3m_fs *fs)
     return 0;
 }
 
+/* Frees node and its name (the caller dropped its references). */
+static void node_free(struct fs_node *node)
+{
+    if (!node->name_inline)
+        free(node->name);
+    free(node);
+}
+
 void nodes_release(struct s3m_fs *fs)
 {
     struct node_table *t = &fs->nodes;
@@ -54,8 +62,7 @@ void nodes_release(struct s3m_fs *fs)
                 s3m_snapshot_unref(node->snapshot);
             else
                 s3m_object_unref(node->open_obj);
-            free(node->name);
-            free(node);
+            node_free(node);
             node = next;
         }
     }
@@ -158,8 +165,7 @@ static void node_maybe_free(struct s3m_fs *fs, struct fs_node *node)
             s3m_snapshot_unref(node->snapshot);
         else
             s3m_object_unref(node->open_obj);
-        free(node->name);
-        free(node);
+        node_free(node);
         parent->children--;
         node = parent;
     }
@@ -177,18 +183,19 @@ struct fs_node *node_lookup(struct s3m_fs *fs, struct fs_node *parent,
         node->lookups++;
         return node;
     }
-    node = s3m_calloc(1, sizeof(*node));
-    char *copy = s3m_strndup(name, len);
-    if (!node || !copy) {
-        free(node);
-        free(copy);
+    if (len > UINT16_MAX)
+        return NULL;          /* callers check names long before this */
+    /* one allocation for the node and its name */
+    node = s3m_calloc(1, sizeof(*node) + len + 1);
+    if (!node)
         return NULL;
-    }
     struct node_table *t = &fs->nodes;
+    memcpy(node->name_bytes, name, len);
     node->ino = fs->next_ino++;
     node->parent = parent;
-    node->name = copy;
-    node->name_len = len;
+    node->name = node->name_bytes;
+    node->name_inline = true;
+    node->name_len = (uint16_t)len;
     node->is_dir = is_dir;
     node->kind = (uint8_t)fs_node_kind_for(fs, parent, name, len, &node->control_file);
     node->lookups = 1;
@@ -205,16 +212,18 @@ struct fs_node *node_lookup(struct s3m_fs *fs, struct fs_node *parent,
 int node_move(struct s3m_fs *fs, struct fs_node *node, struct fs_node *parent,
               const char *name, size_t len)
 {
-    char *copy = s3m_strndup(name, len);
+    char *copy = len <= UINT16_MAX ? s3m_strndup(name, len) : NULL;
     if (!copy)
         return -ENOMEM;
     bool was_linked = node->linked;
     node_unlink(fs, node);
     struct fs_node *old_parent = node->parent;
     parent->children++;
-    free(node->name);
+    if (!node->name_inline)
+        free(node->name);
     node->name = copy;
-    node->name_len = len;
+    node->name_inline = false;
+    node->name_len = (uint16_t)len;
     node->parent = parent;
     if (was_linked)
         link_name(&fs->nodes, node);

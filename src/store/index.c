@@ -45,7 +45,7 @@ struct s3m_object *index_find(const struct s3m_store *store, const char *key,
 {
     struct s3m_object *obj = store->buckets[hash & (store->bucket_count - 1)];
     for (; obj; obj = obj->hash_next)
-        if (obj->hash == hash && obj->key_len == key_len &&
+        if (obj->hash == (uint32_t)hash && obj->key_len == key_len &&
             memcmp(obj->key, key, key_len) == 0)
             return obj;
     return NULL;

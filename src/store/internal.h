@@ -35,8 +35,13 @@
 
 struct s3m_object {
     atomic_uint refcount;          /* the index holds one; handles one each */
-    uint32_t key_len;              /* guarded by store lock */
-    char *key;                     /* guarded by store lock; owned */
+    uint16_t key_len;              /* guarded by store lock; <= S3M_KEY_MAX */
+    uint8_t level;                 /* skiplist height, fixed at allocation */
+    bool attached;                 /* guarded by store lock: in the index */
+    char *key;                     /* guarded by store lock: in the object's
+                                    * own allocation after forward[] (see
+                                    * object_key_inline), or owned after a
+                                    * rename */
     struct s3m_body *body;         /* guarded by store lock; owned ref; NULL = empty */
     struct s3m_meta *meta;         /* guarded by store lock; owned ref; NULL = empty */
     int64_t mtime_ns;              /* guarded by store lock */
@@ -45,11 +50,11 @@ struct s3m_object {
     uint32_t mode;                 /* guarded by store lock */
     uint32_t uid;                  /* guarded by store lock */
     uint32_t gid;                  /* guarded by store lock */
-    bool attached;                 /* guarded by store lock: in the index */
-    uint8_t level;                 /* skiplist height, fixed at allocation */
-    uint64_t hash;                 /* guarded by store lock: xxh3 of key */
+    uint32_t hash;                 /* guarded by store lock: xxh3 of key, low
+                                    * 32 bits */
     struct s3m_object *hash_next;  /* guarded by store lock */
-    struct s3m_object *forward[];  /* guarded by store lock: skiplist links */
+    struct s3m_object *forward[];  /* guarded by store lock: skiplist links;
+                                    * the key's bytes follow them */
 };
 
 struct s3m_store {

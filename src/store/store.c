@@ -137,23 +137,30 @@ const struct s3m_store_config *s3m_store_config(const struct s3m_store *store)
 
 /* ---- objects ------------------------------------------------------------ */
 
+/* True while obj->key lies in obj's own allocation (not renamed). */
+static bool object_key_inline(const struct s3m_object *obj)
+{
+    return obj->key == (const char *)&obj->forward[obj->level];
+}
+
 struct s3m_object *object_new(struct s3m_store *store, const char *key,
                               size_t key_len)
 {
+    if (key_len > UINT16_MAX)
+        return NULL;          /* check_key refuses such keys long before */
     uint8_t level = index_random_level(store);
+    /* one allocation: the header, its skiplist links, the key */
     struct s3m_object *obj = s3m_calloc(1, sizeof(*obj) +
-                                        level * sizeof(obj->forward[0]));
+                                        level * sizeof(obj->forward[0]) +
+                                        key_len + 1);
     if (!obj)
         return NULL;
-    obj->key = s3m_strndup(key, key_len);
-    if (!obj->key) {
-        free(obj);
-        return NULL;
-    }
-    atomic_init(&obj->refcount, 1);
-    obj->key_len = (uint32_t)key_len;
-    obj->hash = s3m_hash(key, key_len);
     obj->level = level;
+    obj->key = (char *)&obj->forward[level];
+    memcpy(obj->key, key, key_len);
+    atomic_init(&obj->refcount, 1);
+    obj->key_len = (uint16_t)key_len;
+    obj->hash = (uint32_t)s3m_hash(key, key_len);
     return obj;
 }
 
@@ -170,7 +177,8 @@ void s3m_object_unref(struct s3m_object *obj)
         return;
     s3m_body_unref(obj->body);
     s3m_meta_unref(obj->meta);
-    free(obj->key);
+    if (!object_key_inline(obj))
+        free(obj->key);
     free(obj);
 }
 
@@ -455,10 +463,11 @@ int s3m_store_delete_many(struct s3m_store *store, const char *const *keys,
  * holds the write lock and has removed obj from the index. */
 static void rekey(struct s3m_store *store, struct s3m_object *obj, char *new_key)
 {
-    free(obj->key);
+    if (!object_key_inline(obj))
+        free(obj->key);
     obj->key = new_key;
-    obj->key_len = (uint32_t)strlen(new_key);
-    obj->hash = s3m_hash(new_key, obj->key_len);
+    obj->key_len = (uint16_t)strlen(new_key);
+    obj->hash = (uint32_t)s3m_hash(new_key, obj->key_len);
     index_replace(store, obj);
 }
 

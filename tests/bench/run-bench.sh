@@ -182,6 +182,17 @@ echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; other work on the
 echo "scale:   $scale, threads $threads, control plane $control_count objects, memory $memory_count objects"
 echo
 
+# the store's object count, and a check of it (control plane and memory)
+object_count() {
+  jq -r .objectCount "$s3mem_mnt/.s3mem/stats"
+}
+
+expect_objects() {
+  local want=$1 what=$2 got
+  got=$(object_count)
+  [[ $got == "$want" ]] || incorrect "$what: objectCount is $got, want $want"
+}
+
 # ---- file system workloads ------------------------------------------------------
 
 if wants fs; then
@@ -256,10 +267,6 @@ fi
 
 if wants control; then
 
-object_count() {
-  jq -r .objectCount "$s3mem_mnt/.s3mem/stats"
-}
-
 # ctl FILE LINE: runs one control command; prints the wall time of the whole
 # write and the command's own durationMs from status.
 ctl() {
@@ -277,12 +284,6 @@ ctl() {
   awk -v f="$file" -v s="$start" -v e="$end" -v d="$(jq -r .durationMs <<<"$status")" \
       -v m="$(jq -r .message <<<"$status")" \
     'BEGIN { printf "%-9s %10.1f ms %10.1f ms  %s\n", f, (e - s) * 1000, d, m }'
-}
-
-expect_objects() {
-  local want=$1 what=$2 got
-  got=$(object_count)
-  [[ $got == "$want" ]] || incorrect "$what: objectCount is $got, want $want"
 }
 
 echo "== control plane: $control_count objects of 1 KiB (keys resource=bench/data/id=N)"
