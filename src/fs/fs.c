@@ -104,6 +104,12 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
     /* the kernel must not cache pages across opens: a control command may
      * change a body behind its back */
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    /* every change reaches the kernel through this mount (it updates its
+     * own pages) or through a control command, which invalidates what it
+     * changed (notify.c): the kernel need not drop a file's pages each
+     * time it sees a new mtime, so a file read after it was written comes
+     * from the page cache */
+    conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
     if (conn->capable & FUSE_CAP_SPLICE_READ)
         conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
     conn->max_write = 1024 * 1024;      /* 1 MiB requests: fewer round trips */
