@@ -72,7 +72,7 @@ static void usage(const char *program)
            "    -o autopersist[=MS]    also save in the background at most every MS\n"
            "                           milliseconds after changes (default: 1000)\n"
            "    -o timeout=SECONDS     kernel entry/attribute cache timeout; control\n"
-           "                           commands drop the caches (default: 1, 0 = none)\n"
+           "                           commands drop the caches (default: 60, 0 = none)\n"
            "    -o verbose             log one line per store operation\n"
            "    -o ready_file=PATH     write \"ready\" to PATH (e.g. a FIFO) once mounted\n"
            "    --version              print the version\n\n",
@@ -111,7 +111,7 @@ static int parse_size(const char *name, const char *text, uint64_t *out)
     return 0;
 }
 
-#define DEFAULT_TIMEOUT 1.0
+#define DEFAULT_TIMEOUT 60.0
 
 static int parse_timeout(const char *text, double *out)
 {
