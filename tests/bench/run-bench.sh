@@ -256,7 +256,7 @@ awk -v names="${targets[*]}" '
       printf "\n"
     }
   }' "${files[@]}"
-echo "(seq-read on tmpfs comes from its page cache; s3mem reads go through FUSE)"
+echo "(seq-read: a new descriptor on the file just written; both read their page cache, which s3mem keeps across opens)"
 echo
 
 s3mem_stop
