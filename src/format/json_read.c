@@ -315,21 +315,17 @@ static json_t *parse_number(struct json_reader *r)
     }
     memcpy(copy, r->text + start, n);
     copy[n] = '\0';
-    value = NULL;
+    long long v = 0;
     if (integer) {
         errno = 0;
-        long long v = strtoll(copy, NULL, 10);
-        if (errno != ERANGE)
-            value = json_integer(v);
+        v = strtoll(copy, NULL, 10);
+        integer = errno != ERANGE;    /* beyond 64 bits: a real, as in JS */
     }
-    if (!value && !r->error->code) {
-        /* a fraction, an exponent, or an integer beyond 64 bits */
-        double d = strtod(copy, NULL);
-        if (isinf(d))
-            fail_at(r, start, -EINVAL, "real number overflow");
-        else if (!(value = json_real(d)))
-            no_memory(r);
-    }
+    double d = integer ? 0 : strtod(copy, NULL);
+    if (!integer && isinf(d))
+        value = fail_at(r, start, -EINVAL, "real number overflow");
+    else if (!(value = integer ? json_integer(v) : json_real(d)))
+        no_memory(r);
     if (copy != small)
         free(copy);
     return value;

@@ -97,13 +97,23 @@ static void note_top_level(struct s3m_fs *fs, struct notes *notes)
  * table (the next lookup makes a new node) and its entry and pages are
  * dropped. Walks every node: about 0.2 ms for 20,000.
  */
+/* True when node lies in a read-only snapshot view (whose objects belong
+ * to the snapshot's store, which no command replaces). */
+static bool in_snapshot_view(const struct fs_node *node)
+{
+    for (; node; node = node->parent)
+        if (node->kind == NODE_SNAPSHOT_ROOT)
+            return true;
+    return false;
+}
+
 static void note_replaced_open_files(struct s3m_fs *fs, struct notes *notes)
 {
     struct node_table *t = &fs->nodes;
     for (size_t b = 0; b < t->bucket_count; b++)
         for (struct fs_node *node = t->by_ino[b]; node; node = node->ino_next) {
             if (node->kind != NODE_PATH || node->open_count == 0 ||
-                !node->linked || !node->open_obj ||
+                !node->linked || !node->open_obj || in_snapshot_view(node) ||
                 s3m_object_attached(fs->store, node->open_obj))
                 continue;
             notes_add(notes, node->parent->ino, node, NULL, 0, false);

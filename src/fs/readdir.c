@@ -176,17 +176,15 @@ static bool entry_now(struct s3m_fs *fs, const struct fs_key *dir,
                       struct dir_entry *entry)
 {
     struct fs_key key = *dir;
-    size_t len = strlen(entry->name);
-    if (key_append(&key, entry->name, len, false) != 0 ||
-        fs_kind_of(fs, &key) != (entry->is_dir ? S_IFDIR : S_IFREG))
+    if (key_append(&key, entry->name, strlen(entry->name), entry->is_dir) != 0)
         return false;
-    if (entry->is_dir) {
-        key = *dir;
-        if (key_append(&key, entry->name, len, true) != 0)
-            return false;
+    if (entry->is_dir)        /* -ENOENT: no marker and no key below */
         return fs_stat_dir(fs, &key, &entry->st) == 0;
-    }
-    return fs_stat_file(fs, &key, &entry->st) == 0;
+    if (fs_stat_file(fs, &key, &entry->st) != 0)
+        return false;
+    /* a directory of the same name wins over the file (as in fs_kind_of) */
+    return key_append(&key, "", 0, true) == 0 &&
+           !s3m_store_has_prefix(key.store, key.text);
 }
 
 /* Adds one entry to buf; for plus, counts a lookup (undone when it does not

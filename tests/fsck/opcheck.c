@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "s3mem/util.h"   /* s3m_md5_*: linked from src/util/md5.c */
+
 #define LOG_KEEP 50
 #define LOG_LINE 320
 #define REL_PATH 128          /* a path inside the worker's directory */
@@ -283,117 +285,6 @@ static void fill_random(struct checker *c, unsigned char *buf, size_t len)
             buf[i++] = b ? b : 0x5a;
         }
     }
-}
-
-/* ---- MD5 (RFC 1321), for the etag check ----------------------------------- */
-
-struct md5 {
-    uint32_t a, b, c, d;
-    uint64_t length;
-    unsigned char block[64];
-    size_t used;
-};
-
-static const uint32_t md5_k[64] = {
-    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a,
-    0xa8304613, 0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be,
-    0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340,
-    0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8,
-    0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c,
-    0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
-    0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92,
-    0xffeff47d, 0x85845dd1, 0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1,
-    0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
-};
-static const int md5_r[64] = {
-    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-    5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
-    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-    6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
-};
-
-static void md5_block(struct md5 *m, const unsigned char *p)
-{
-    uint32_t w[16];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
-               (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
-    uint32_t a = m->a, b = m->b, c = m->c, d = m->d;
-    for (int i = 0; i < 64; i++) {
-        uint32_t f;
-        int g;
-        if (i < 16) {
-            f = (b & c) | (~b & d);
-            g = i;
-        } else if (i < 32) {
-            f = (d & b) | (~d & c);
-            g = (5 * i + 1) % 16;
-        } else if (i < 48) {
-            f = b ^ c ^ d;
-            g = (3 * i + 5) % 16;
-        } else {
-            f = c ^ (b | ~d);
-            g = (7 * i) % 16;
-        }
-        uint32_t tmp = d;
-        d = c;
-        c = b;
-        uint32_t x = a + f + md5_k[i] + w[g];
-        b = b + ((x << md5_r[i]) | (x >> (32 - md5_r[i])));
-        a = tmp;
-    }
-    m->a += a;
-    m->b += b;
-    m->c += c;
-    m->d += d;
-}
-
-static void md5_init(struct md5 *m)
-{
-    m->a = 0x67452301;
-    m->b = 0xefcdab89;
-    m->c = 0x98badcfe;
-    m->d = 0x10325476;
-    m->length = 0;
-    m->used = 0;
-}
-
-static void md5_update(struct md5 *m, const unsigned char *p, size_t len)
-{
-    m->length += len;
-    while (len > 0) {
-        if (m->used == 0 && len >= 64) {
-            md5_block(m, p);
-            p += 64;
-            len -= 64;
-            continue;
-        }
-        size_t n = 64 - m->used < len ? 64 - m->used : len;
-        memcpy(m->block + m->used, p, n);
-        m->used += n;
-        p += n;
-        len -= n;
-        if (m->used == 64) {
-            md5_block(m, m->block);
-            m->used = 0;
-        }
-    }
-}
-
-/* Writes the lowercase hex digest (33 bytes with the NUL) to hex. */
-static void md5_hex(struct md5 *m, char *hex)
-{
-    uint64_t bits = m->length * 8;
-    unsigned char pad[72] = {0x80};
-    size_t padlen = (m->used < 56 ? 56 : 120) - m->used;
-    for (int i = 0; i < 8; i++)
-        pad[padlen + (size_t)i] = (unsigned char)(bits >> (8 * i));
-    md5_update(m, pad, padlen + 8);
-    uint32_t words[4] = {m->a, m->b, m->c, m->d};
-    for (int i = 0; i < 16; i++)
-        sprintf(hex + 2 * i, "%02x", (unsigned)(words[i / 4] >> (8 * (i % 4))) & 0xff);
 }
 
 /* ---- the operation log and failure ---------------------------------------- */
@@ -1404,15 +1295,27 @@ static void op_truncate(struct checker *c)
     c->counts[OP_TRUNCATE]++;
 }
 
-static void op_verify(struct checker *c)
+/* A random file of the model, or (when there is none) an op_open instead:
+ * false then, and the caller's operation is done. */
+static bool pick_file(struct checker *c, const struct entry **e,
+                      const struct inode **in)
 {
     int entry = random_entry(c, false);
     if (entry < 0) {
         op_open(c);
-        return;
+        return false;
     }
-    const struct entry *e = &c->live.entries[entry];
-    const struct inode *in = entry_inode(&c->live, entry);
+    *e = &c->live.entries[entry];
+    *in = entry_inode(&c->live, entry);
+    return true;
+}
+
+static void op_verify(struct checker *c)
+{
+    const struct entry *e;
+    const struct inode *in;
+    if (!pick_file(c, &e, &in))
+        return;
     log_begin(c, "verify %s (whole file, %" PRIu64 " bytes)", e->path, in->size);
     verify_file(c, in, c->root, e->path, "verify");
     log_end(c, "ok");
@@ -1773,19 +1676,18 @@ static void op_readdir(struct checker *c)
 /* user.s3mem.etag is the MD5 of the body; user.s3mem.key the full key. */
 static void op_etag(struct checker *c)
 {
-    int entry = random_entry(c, false);
-    if (entry < 0) {
-        op_open(c);
+    const struct entry *e;
+    const struct inode *in;
+    if (!pick_file(c, &e, &in))
         return;
-    }
-    const struct entry *e = &c->live.entries[entry];
-    const struct inode *in = entry_inode(&c->live, entry);
     char path[PATH_MAX], want[64], got[PATH_MAX];
     full_path(path, sizeof(path), c->root, e->path);
-    struct md5 md5;
-    md5_init(&md5);
-    md5_update(&md5, in->data, in->size);
-    md5_hex(&md5, want);
+    struct s3m_md5 md5;
+    unsigned char digest[16];
+    s3m_md5_init(&md5);
+    s3m_md5_update(&md5, in->data, in->size);
+    s3m_md5_final(&md5, digest);
+    s3m_md5_hex(digest, want);
     log_begin(c, "getxattr %s user.s3mem.etag [%" PRIu64 " bytes]", e->path, in->size);
     ssize_t n = getxattr(path, "user.s3mem.etag", got, sizeof(got) - 1);
     expect(c, "getxattr user.s3mem.etag", n, errno, 0, 0);

@@ -101,7 +101,8 @@ if [[ -z "$opcheck_bin" ]]; then
   if [[ ! -x "$opcheck_bin" || "$here/opcheck.c" -nt "$opcheck_bin" ]]; then
     ${CC:-cc} -std=c11 -O2 -g -Wall -Wextra -Werror -Wstrict-prototypes \
       -Wmissing-prototypes -Wwrite-strings -Wshadow -D_FILE_OFFSET_BITS=64 \
-      -o "$opcheck_bin" "$here/opcheck.c" || { echo "run-opcheck: cannot build opcheck" >&2; exit 2; }
+      -I"$here/../../include" -o "$opcheck_bin" "$here/opcheck.c" "$here/../../src/util/md5.c" \
+      || { echo "run-opcheck: cannot build opcheck" >&2; exit 2; }
   fi
 fi
 

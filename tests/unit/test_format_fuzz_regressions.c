@@ -74,6 +74,15 @@ static bool parses(const char *text)
     return ok;
 }
 
+/* The report's JSON text exists and parses. */
+static void check_report_json(const struct s3m_import_report *report)
+{
+    char *text = s3m_import_report_json(report);
+    CHECK(text != NULL);
+    CHECK(parses(text));
+    free(text);
+}
+
 /*
  * A bad line whose jansson error text ends inside a UTF-8 sequence: the
  * message "invalid escape near '"\<0xc3>'" holds a lone lead byte, and
@@ -91,10 +100,7 @@ static void test_report_json_with_partial_utf8_in_message(void)
 
     CHECK_INT(s3m_format_import_backup(store, dir, NULL, &report, &err), 0);
     CHECK_INT(report.error_count, 1);
-    char *text = s3m_import_report_json(&report);
-    CHECK(text != NULL);
-    CHECK(parses(text));
-    free(text);
+    check_report_json(&report);
     s3m_import_report_release(&report);
     s3m_store_free(store);
 }
@@ -135,10 +141,7 @@ static void test_long_key_without_clear_is_a_bad_line(void)
     if (report.errors_kept == 1)
         CHECK_INT(report.errors[0].line, 2);
     CHECK_INT(s3m_store_head(store, "resource=users/data/id=ok", NULL), 0);
-    char *text = s3m_import_report_json(&report);
-    CHECK(text != NULL);
-    CHECK(parses(text));
-    free(text);
+    check_report_json(&report);
     s3m_import_report_release(&report);
     s3m_store_free(store);
 }
