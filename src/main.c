@@ -1,6 +1,7 @@
 /*
  * main.c - the s3mem daemon: parses options, makes the store and the FUSE
- * layer, mounts, and runs libfuse's session loop (multithreaded unless -s).
+ * layer, mounts, and runs the request loop: s3mem/loop.h's workers, libfuse's
+ * multithreaded loop (-o libfuse_loop or clone_fd), or one thread (-s).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include "s3mem/ctl.h"
 #include "s3mem/format.h"
 #include "s3mem/fs.h"
+#include "s3mem/loop.h"
 #include "s3mem/store.h"
 #include "s3mem/util.h"
 
@@ -32,6 +34,7 @@ struct options {
     int autopersist;
     int enforce_limits;
     int verbose;
+    int libfuse_loop;
 };
 
 #define OPTION(spec, field, value) {spec, offsetof(struct options, field), value}
@@ -50,6 +53,7 @@ static const struct fuse_opt option_spec[] = {
     OPTION("autopersist=%u", autopersist_ms, 0),
     OPTION("enforce_limits", enforce_limits, 1),
     OPTION("verbose", verbose, 1),
+    OPTION("libfuse_loop", libfuse_loop, 1),
     FUSE_OPT_END,
 };
 
@@ -74,6 +78,8 @@ static void usage(const char *program)
            "    -o timeout=SECONDS     kernel entry/attribute cache timeout; control\n"
            "                           commands drop the caches (default: 60, 0 = none)\n"
            "    -o verbose             log one line per store operation\n"
+           "    -o libfuse_loop        libfuse's request loop instead of a worker\n"
+           "                           pinned to each CPU (also with clone_fd)\n"
            "    -o ready_file=PATH     write \"ready\" to PATH (e.g. a FIFO) once mounted\n"
            "    --version              print the version\n\n",
            program);
@@ -213,6 +219,22 @@ static int load_persisted(const struct options *opts, struct s3m_store *store)
     return 0;
 }
 
+/* libfuse's multithreaded loop, with its thread options. */
+static int run_libfuse_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmdline)
+{
+    struct fuse_loop_config *loop = fuse_loop_cfg_create();
+    if (!loop)
+        return 1;
+    fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmdline->clone_fd);
+    if (cmdline->max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
+        fuse_loop_cfg_set_idle_threads(loop, cmdline->max_idle_threads);
+    if (cmdline->max_threads > 0 && cmdline->max_threads <= 100000)
+        fuse_loop_cfg_set_max_threads(loop, cmdline->max_threads);
+    int rc = fuse_session_loop_mt(se, loop);
+    fuse_loop_cfg_destroy(loop);
+    return rc;
+}
+
 static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
                struct s3m_store *store, struct s3m_fs *fs,
                struct s3m_ctl *ctl, const struct options *opts)
@@ -234,21 +256,15 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
         s3m_ctl_start_autopersist(ctl, opts->autopersist_ms) != 0)
         s3m_log("cannot start autopersist");
     signal_ready(opts->ready_file);
-    if (cmdline->singlethread) {
+    if (cmdline->singlethread)
         rc = fuse_session_loop(se);
-    } else {
-        struct fuse_loop_config *loop = fuse_loop_cfg_create();
-        if (loop) {
-            fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmdline->clone_fd);
-            if (cmdline->max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
-                fuse_loop_cfg_set_idle_threads(loop, cmdline->max_idle_threads);
-            if (cmdline->max_threads > 0 && cmdline->max_threads <= 100000)
-                fuse_loop_cfg_set_max_threads(loop, cmdline->max_threads);
-            rc = fuse_session_loop_mt(se, loop);
-            fuse_loop_cfg_destroy(loop);
-        }
-    }
-    /* the loop returns the signal that ended it: a clean stop */
+    else if (opts->libfuse_loop || cmdline->clone_fd)
+        rc = run_libfuse_loop(se, cmdline);
+    else
+        rc = s3m_loop_run(se, &(struct s3m_loop_config){
+                 .max_threads = cmdline->max_threads <= 100000 ? cmdline->max_threads : 0});
+    /* libfuse's loops return the signal that ended them (a clean stop),
+     * s3m_loop_run 0 for any clean stop */
     bool by_signal = rc == SIGTERM || rc == SIGINT || rc == SIGHUP;
     rc = rc && !by_signal ? 1 : 0;
     s3m_ctl_stop_autopersist(ctl);

@@ -186,3 +186,50 @@ df_field() {
   chown 0:0 "$MNT/shared/f"
   fails_with "Permission denied" setpriv --reuid=65534 --regid=65534 --clear-groups cat "$MNT/shared/f"
 }
+
+# loop_roundtrip: files, a listing and a restore work on the current mount.
+loop_roundtrip() {
+  mkdir -p "$MNT/d"
+  local -a writers=()
+  for i in 1 2 3 4 5 6 7 8; do
+    echo "line $i" >"$MNT/d/f$i" &
+    writers+=($!)
+  done
+  wait "${writers[@]}"
+  expect_equal 8 "$(ls "$MNT/d" | wc -l)" "files listed"
+  expect_equal "line 5" "$(cat "$MNT/d/f5")"
+  echo base >"$MNT/.s3mem/snapshot"
+  echo changed >"$MNT/d/f5"
+  echo base >"$MNT/.s3mem/restore"
+  expect_equal "line 5" "$(cat "$MNT/d/f5")" "f5 after restore"
+}
+
+@test "libfuse_loop: libfuse's request loop serves files and control commands" {
+  s3mem_mount -o libfuse_loop
+  loop_roundtrip
+}
+
+@test "max_threads=1: files, listings and a restore during lookups still work" {
+  s3mem_mount -o max_threads=1
+  loop_roundtrip
+  # a reader holds the directory busy while the restore drops its entries
+  (for i in $(seq 200); do stat "$MNT/d/f$((i % 8 + 1))" >/dev/null; done) &
+  local reader=$!
+  echo base >"$MNT/.s3mem/restore"
+  wait "$reader"
+  expect_equal "line 1" "$(cat "$MNT/d/f1")"
+}
+
+@test "SIGTERM stops the daemon with exit 0 while requests are in flight" {
+  s3mem_mount
+  (while :; do ls "$MNT" >/dev/null 2>&1 || break; done) &
+  local lister=$!
+  echo x >"$MNT/f"
+  kill -TERM "$S3MEM_PID"
+  local status=0
+  wait "$S3MEM_PID" || status=$?
+  kill "$lister" 2>/dev/null || true
+  wait "$lister" 2>/dev/null || true
+  expect_equal 0 "$status" "daemon exit status"
+  S3MEM_PID=
+}
