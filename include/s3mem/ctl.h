@@ -90,7 +90,11 @@ char **s3m_ctl_snapshot_names(struct s3m_ctl *ctl, size_t *count);
 /* Called after a command replaced the store's contents (restore, load,
  * import, clear), so the FUSE layer can drop the kernel's caches: keys (new,
  * taken: free each and the array) are the keys that changed, or NULL when
- * too many changed to list (drop everything). */
+ * too many changed to list (drop everything): more than
+ * S3M_CTL_CHANGED_KEYS_MAX, or fewer when the environment variable
+ * S3MEM_CHANGED_KEYS_MAX says so (for tests). Listing each key lets the
+ * kernel keep its entries for files that are still files. */
+#define S3M_CTL_CHANGED_KEYS_MAX 65536
 typedef void (*s3m_ctl_changed_fn)(void *ctx, char **keys, size_t count);
 void s3m_ctl_on_change(struct s3m_ctl *ctl, s3m_ctl_changed_fn fn, void *ctx);
 

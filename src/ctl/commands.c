@@ -75,8 +75,6 @@ static int check_snapshot_name(const char *name, struct s3m_error *err)
     return 0;
 }
 
-#define CHANGED_KEYS_MAX 4096
-
 /* A copy of the store before a command changes it, when anyone listens for
  * changes (NULL otherwise, or without memory: then everything changed). */
 static struct s3m_store *before_change(struct s3m_ctl *ctl)
@@ -87,13 +85,14 @@ static struct s3m_store *before_change(struct s3m_ctl *ctl)
 struct changed_keys {
     char **keys;
     size_t count;
+    size_t max;
     bool overflow;
 };
 
 static int collect_changed(void *ctx, const char *key)
 {
     struct changed_keys *changed = ctx;
-    if (changed->count == CHANGED_KEYS_MAX ||
+    if (changed->count == changed->max ||
         !(changed->keys[changed->count] = s3m_strdup(key))) {
         changed->overflow = true;
         return 1;
@@ -106,10 +105,10 @@ static int collect_changed(void *ctx, const char *key)
  * strings), or NULL with *count 0 when too many (or no memory): then
  * everything counts as changed. */
 static char **changed_between(struct s3m_store *a, struct s3m_store *b,
-                              size_t *count)
+                              size_t max, size_t *count)
 {
-    struct changed_keys changed = {0};
-    changed.keys = a && b ? s3m_calloc(CHANGED_KEYS_MAX, sizeof(char *)) : NULL;
+    struct changed_keys changed = {.max = max};
+    changed.keys = a && b ? s3m_calloc(max, sizeof(char *)) : NULL;
     if (changed.keys)
         s3m_store_diff(a, b, collect_changed, &changed);
     if (!changed.keys || changed.overflow) {
@@ -131,7 +130,7 @@ static void notify_change(struct s3m_ctl *ctl, struct s3m_store *before)
         return;
     }
     size_t count;
-    char **keys = changed_between(before, ctl->store, &count);
+    char **keys = changed_between(before, ctl->store, ctl->changed_keys_max, &count);
     s3m_store_free(before);
     ctl->on_change(ctl->on_change_ctx, keys, count);
 }
@@ -189,6 +188,7 @@ static int run_restore(struct s3m_ctl *ctl, struct words *w, struct ctl_result *
     size_t changed_count = 0;
     char **changed = ctl->on_change ? changed_between(ctl->store,
                                                       s3m_snapshot_store(snapshot),
+                                                      ctl->changed_keys_max,
                                                       &changed_count)
                                     : NULL;
     rc = s3m_store_restore(ctl->store, s3m_snapshot_store(snapshot));

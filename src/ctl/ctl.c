@@ -160,6 +160,19 @@ static char *initial_status(void)
     return s3m_strdup("{\"command\":null,\"ok\":true,\"message\":\"no command yet\"}\n");
 }
 
+/* How many changed keys a command lists for the kernel cache notifier
+ * before it reports "everything changed". The environment variable
+ * S3MEM_CHANGED_KEYS_MAX lowers it for the tests of that path. */
+static size_t changed_keys_max(void)
+{
+    const char *text = getenv("S3MEM_CHANGED_KEYS_MAX");
+    char *end;
+    unsigned long value = text ? strtoul(text, &end, 10) : 0;
+    if (!text || *end || value == 0 || value > S3M_CTL_CHANGED_KEYS_MAX)
+        return S3M_CTL_CHANGED_KEYS_MAX;
+    return value;
+}
+
 struct s3m_ctl *s3m_ctl_new(const struct s3m_ctl_config *config,
                             struct s3m_store *store)
 {
@@ -182,6 +195,7 @@ struct s3m_ctl *s3m_ctl_new(const struct s3m_ctl_config *config,
     pthread_mutex_init(&ctl->lock, NULL);
     pthread_cond_init(&ctl->autopersist_wake, NULL);
     ctl->saved_generation = s3m_store_generation(store);
+    ctl->changed_keys_max = changed_keys_max();
     return ctl;
 }
 

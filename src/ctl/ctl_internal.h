@@ -29,6 +29,8 @@ struct s3m_ctl {
     bool saved_once;                /* guarded by command_lock */
     s3m_ctl_changed_fn on_change;   /* set once before use */
     void *on_change_ctx;
+    size_t changed_keys_max;        /* constant: more changed keys than
+                                     * this count as "everything" */
     /* autopersist thread */
     pthread_t autopersist_thread;
     bool autopersist_running;       /* guarded by lock */

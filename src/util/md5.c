@@ -3,8 +3,9 @@
  *
  * Design note: words are loaded and stored byte by byte in little-endian
  * order, so the code neither depends on the host's byte order nor makes
- * unaligned accesses. The four rounds are written as loops over tables of
- * shift amounts and the sine-derived constants T[i] = floor(2^32 * |sin(i)|).
+ * unaligned accesses. The 64 steps are written out, four to a line, with
+ * the message word and shift of each step from RFC 1321 section 3.4 and
+ * the sine-derived constants T[i] = floor(2^32 * |sin(i)|) from a table.
  */
 #include "s3mem/util.h"
 
@@ -23,11 +24,6 @@ static const uint32_t md5_sine[64] = {
     0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92,
     0xffeff47d, 0x85845dd1, 0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1,
     0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
-};
-
-/* Left-rotation amounts, four per round. */
-static const unsigned md5_shift[4][4] = {
-    {7, 12, 17, 22}, {5, 9, 14, 20}, {4, 11, 16, 23}, {6, 10, 15, 21},
 };
 
 static uint32_t rotate_left(uint32_t x, unsigned n)
@@ -49,25 +45,28 @@ static void store_le32(unsigned char *p, uint32_t x)
     p[3] = (unsigned char)(x >> 24);
 }
 
-/* The round function of step i (0..63) and the message word it consumes. */
-static uint32_t md5_mix(unsigned i, uint32_t b, uint32_t c, uint32_t d,
-                        unsigned *word)
-{
-    switch (i / 16) {
-    case 0:
-        *word = i;
-        return (b & c) | (~b & d);
-    case 1:
-        *word = (5 * i + 1) % 16;
-        return (b & d) | (c & ~d);
-    case 2:
-        *word = (3 * i + 5) % 16;
-        return b ^ c ^ d;
-    default:
-        *word = (7 * i) % 16;
-        return c ^ (b | ~d);
-    }
-}
+/* The round functions of RFC 1321 section 3.4, F and G in forms with one
+ * operation fewer (same truth tables). */
+#define MD5_F(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
+#define MD5_G(x, y, z) ((y) ^ ((z) & ((x) ^ (y))))
+#define MD5_H(x, y, z) ((x) ^ (y) ^ (z))
+#define MD5_I(x, y, z) ((y) ^ ((x) | ~(z)))
+
+/* One step: a = b + ((a + f(b, c, d) + x[k] + T[i]) <<< s). */
+#define MD5_STEP(f, a, b, c, d, k, s, i) \
+    (a) = (b) + rotate_left((a) + f((b), (c), (d)) + x[(k)] + md5_sine[(i)], (s))
+
+/* Four steps of a round, starting at step i with message words k0..k3;
+ * s0..s3 are the round's shifts. Written out so that the compiler sees
+ * constant indices and no per-step branch: this is the hot loop of save
+ * and load, where every body's ETag is computed or checked. */
+#define MD5_FOUR(f, i, k0, k1, k2, k3, s0, s1, s2, s3) \
+    do { \
+        MD5_STEP(f, a, b, c, d, k0, s0, (i)); \
+        MD5_STEP(f, d, a, b, c, k1, s1, (i) + 1); \
+        MD5_STEP(f, c, d, a, b, k2, s2, (i) + 2); \
+        MD5_STEP(f, b, c, d, a, k3, s3, (i) + 3); \
+    } while (0)
 
 /* Folds one 64-byte block into state. */
 static void md5_block(uint32_t state[4], const unsigned char block[64])
@@ -77,16 +76,22 @@ static void md5_block(uint32_t state[4], const unsigned char block[64])
 
     for (unsigned i = 0; i < 16; i++)
         x[i] = load_le32(block + 4 * i);
-    for (unsigned i = 0; i < 64; i++) {
-        unsigned word;
-        uint32_t f = md5_mix(i, b, c, d, &word);
-        uint32_t sum = a + f + md5_sine[i] + x[word];
-
-        a = d;
-        d = c;
-        c = b;
-        b = b + rotate_left(sum, md5_shift[i / 16][i % 4]);
-    }
+    MD5_FOUR(MD5_F, 0, 0, 1, 2, 3, 7, 12, 17, 22);
+    MD5_FOUR(MD5_F, 4, 4, 5, 6, 7, 7, 12, 17, 22);
+    MD5_FOUR(MD5_F, 8, 8, 9, 10, 11, 7, 12, 17, 22);
+    MD5_FOUR(MD5_F, 12, 12, 13, 14, 15, 7, 12, 17, 22);
+    MD5_FOUR(MD5_G, 16, 1, 6, 11, 0, 5, 9, 14, 20);
+    MD5_FOUR(MD5_G, 20, 5, 10, 15, 4, 5, 9, 14, 20);
+    MD5_FOUR(MD5_G, 24, 9, 14, 3, 8, 5, 9, 14, 20);
+    MD5_FOUR(MD5_G, 28, 13, 2, 7, 12, 5, 9, 14, 20);
+    MD5_FOUR(MD5_H, 32, 5, 8, 11, 14, 4, 11, 16, 23);
+    MD5_FOUR(MD5_H, 36, 1, 4, 7, 10, 4, 11, 16, 23);
+    MD5_FOUR(MD5_H, 40, 13, 0, 3, 6, 4, 11, 16, 23);
+    MD5_FOUR(MD5_H, 44, 9, 12, 15, 2, 4, 11, 16, 23);
+    MD5_FOUR(MD5_I, 48, 0, 7, 14, 5, 6, 10, 15, 21);
+    MD5_FOUR(MD5_I, 52, 12, 3, 10, 1, 6, 10, 15, 21);
+    MD5_FOUR(MD5_I, 56, 8, 15, 6, 13, 6, 10, 15, 21);
+    MD5_FOUR(MD5_I, 60, 4, 11, 2, 9, 6, 10, 15, 21);
     state[0] += a;
     state[1] += b;
     state[2] += c;
