@@ -1,7 +1,8 @@
 /*
  * main.c - the s3mem daemon: parses options, makes the store and the FUSE
  * layer, mounts, and runs the request loop: s3mem/loop.h's workers, libfuse's
- * multithreaded loop (-o libfuse_loop or clone_fd), or one thread (-s).
+ * multithreaded loop (-o libfuse_loop, clone_fd, or over 8 CPUs), or one
+ * thread (-s).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -258,7 +259,8 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     signal_ready(opts->ready_file);
     if (cmdline->singlethread)
         rc = fuse_session_loop(se);
-    else if (opts->libfuse_loop || cmdline->clone_fd)
+    else if (opts->libfuse_loop || cmdline->clone_fd ||
+             s3m_loop_cpu_count() > S3M_LOOP_CPUS_MAX)
         rc = run_libfuse_loop(se, cmdline);
     else
         rc = s3m_loop_run(se, &(struct s3m_loop_config){

@@ -31,10 +31,16 @@
 #include "s3mem/fs.h"
 
 #define S3M_LOOP_DEFAULT_MAX_THREADS 10
+/* Above this many CPUs a request would wake too many pollers for the gain,
+ * which was measured on 2: main.c then runs libfuse's loop. */
+#define S3M_LOOP_CPUS_MAX 8
 
 struct s3m_loop_config {
     unsigned max_threads;       /* workers in all (below 2 means 2); 0 = default */
 };
+
+/* The number of CPUs this process may run on (at least 1). */
+unsigned s3m_loop_cpu_count(void);
 
 /* Runs se's requests until the session exits. Call it from the thread that
  * receives the termination signals (the main thread): it waits there.

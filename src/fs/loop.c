@@ -166,6 +166,15 @@ static void start_worker(struct loop *loop, int cpu)
     pthread_mutex_unlock(&loop->lock);
 }
 
+unsigned s3m_loop_cpu_count(void)
+{
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+        return 1;
+    int count = CPU_COUNT(&allowed);
+    return count > 0 ? (unsigned)count : 1;
+}
+
 /* One pinned worker per CPU this process may run on (or two unpinned). */
 static void start_cpu_workers(struct loop *loop)
 {
