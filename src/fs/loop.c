@@ -43,7 +43,8 @@ struct loop {
 
 struct worker {
     struct loop *loop;             /* borrowed */
-    int cpu;                       /* pinned CPU, or -1 (overflow worker) */
+    int cpu;                       /* pinned CPU, or -1 */
+    bool overflow;                 /* ends once another worker waits */
 };
 
 static void loop_fail(struct loop *loop, int rc)
@@ -78,7 +79,7 @@ static void pin_to(int cpu)
     (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
-static void start_worker(struct loop *loop, int cpu);
+static void start_worker(struct loop *loop, int cpu, bool overflow);
 
 /* Handles requests until the loop stops; an overflow worker also ends when
  * it finishes a request while another worker waits. Returns true when the
@@ -126,7 +127,7 @@ static void *worker_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     if (worker->cpu >= 0)
         pin_to(worker->cpu);
-    bool overflow = worker->cpu < 0;
+    bool overflow = worker->overflow;
     free(worker);
     if (serve(loop, overflow))
         sem_post(&loop->wake);
@@ -137,8 +138,9 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Starts a detached worker unless max_threads run already; best effort. */
-static void start_worker(struct loop *loop, int cpu)
+/* Starts a detached worker (pinned to cpu unless -1) unless max_threads
+ * run already; best effort. */
+static void start_worker(struct loop *loop, int cpu, bool overflow)
 {
     pthread_mutex_lock(&loop->lock);
     bool room = loop->threads < loop->max_threads;
@@ -153,6 +155,7 @@ static void start_worker(struct loop *loop, int cpu)
     if (worker && pthread_attr_init(&attr) == 0) {
         worker->loop = loop;
         worker->cpu = cpu;
+        worker->overflow = overflow;
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         started = pthread_create(&(pthread_t){0}, &attr, worker_main, worker) == 0;
         pthread_attr_destroy(&attr);
@@ -181,13 +184,13 @@ static void start_cpu_workers(struct loop *loop)
     cpu_set_t allowed;
     if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 ||
         CPU_COUNT(&allowed) < 2) {
-        start_worker(loop, -1); /* two: one may wait for the other */
-        start_worker(loop, -1);
+        start_worker(loop, -1, false); /* two: one may wait for the other */
+        start_worker(loop, -1, false);
         return;
     }
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
         if (CPU_ISSET(cpu, &allowed))
-            start_worker(loop, cpu);
+            start_worker(loop, cpu, false);
     }
 }
 
@@ -225,7 +228,7 @@ static void watch(struct loop *loop)
         if (atomic_load(&loop->idle) > 0)
             atomic_store(&loop->watching, false);
         else if (now == served && device_readable(loop))
-            start_worker(loop, -1);
+            start_worker(loop, -1, true);
         served = now;
     }
 }

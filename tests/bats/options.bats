@@ -233,3 +233,14 @@ loop_roundtrip() {
   expect_equal 0 "$status" "daemon exit status"
   S3MEM_PID=
 }
+
+@test "on one CPU the daemon keeps two request workers after serving requests" {
+  command -v taskset >/dev/null || skip "no taskset"
+  taskset -p -c 0 $$ >/dev/null   # the daemon inherits this affinity
+  s3mem_mount
+  loop_roundtrip
+  # main thread, cache notifier, and the two workers
+  local threads
+  threads=$(ls "/proc/$S3MEM_PID/task" | wc -l)
+  ((threads >= 4)) || { echo "daemon has $threads threads, want at least 4"; false; }
+}
