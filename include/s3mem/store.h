@@ -112,6 +112,10 @@ bool s3m_body_cached_md5(const struct s3m_body *body, unsigned char md5[16]);
 /* Caches md5, which the caller computed from this very body's bytes (a
  * shared body never changes, so the value stays right). */
 void s3m_body_remember_md5(struct s3m_body *body, const unsigned char md5[16]);
+/* The body's MD5 (of no bytes for NULL), computed once and cached. Any
+ * thread may call it without the store lock while it holds a reference:
+ * a shared body never changes. */
+void s3m_body_md5(struct s3m_body *body, unsigned char md5[16]);
 /* Bytes of chunk memory held by every body of the process. */
 uint64_t s3m_body_memory_used(void);
 

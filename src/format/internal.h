@@ -57,6 +57,18 @@ size_t fmt_utf8_next(const unsigned char *text, size_t len,
  * out of memory, else -EINVAL. */
 int fmt_json_errno(const json_error_t *error);
 
+/* hasher.c: MD5s of a snapshot's bodies on a second thread, ahead of a
+ * writer that goes through them in s3m_store_foreach order. Start returns
+ * NULL when there is too little to hash or no thread (then the writer
+ * hashes alone); at and stop accept NULL. The snapshot must outlive the
+ * hasher (stop it first). */
+struct fmt_hasher;
+struct fmt_hasher *fmt_hasher_start(struct s3m_store *snapshot);
+/* The writer reached object index (0-based, in foreach order). */
+void fmt_hasher_at(struct fmt_hasher *hasher, size_t index);
+/* Stops the thread and frees the hasher. */
+void fmt_hasher_stop(struct fmt_hasher *hasher);
+
 /* Why fmt_json_parse failed. */
 struct fmt_json_error {
     int code;                 /* 0, -EINVAL (bad JSON) or -ENOMEM */

@@ -341,6 +341,14 @@ void s3m_body_remember_md5(struct s3m_body *body, const unsigned char md5[16])
     body_set_md5(body, md5);
 }
 
+void s3m_body_md5(struct s3m_body *body, unsigned char md5[16])
+{
+    if (body_cached_md5(body, md5))
+        return;
+    body_md5(body, md5);
+    body_set_md5(body, md5);
+}
+
 void body_etag(struct s3m_body *body, char out[33])
 {
     unsigned char md5[16];

@@ -20,17 +20,28 @@ size_t s3m_base64_encoded_length(size_t len)
     return (len / 3 + (len % 3 != 0)) * 4;
 }
 
+/* Two output characters for each 12-bit value: one lookup per half group. */
+static char base64_pairs[4096][2];
+static pthread_once_t base64_pairs_once = PTHREAD_ONCE_INIT;
+
+static void base64_pairs_fill(void)
+{
+    for (unsigned i = 0; i < 4096; i++) {
+        base64_pairs[i][0] = base64_alphabet[i >> 6];
+        base64_pairs[i][1] = base64_alphabet[i & 63];
+    }
+}
+
 void s3m_base64_encode(const void *data, size_t len, char *out)
 {
     const unsigned char *in = data;
 
+    pthread_once(&base64_pairs_once, base64_pairs_fill);
     for (; len >= 3; in += 3, len -= 3, out += 4) {
         uint32_t group = (uint32_t)in[0] << 16 | (uint32_t)in[1] << 8 | in[2];
 
-        out[0] = base64_alphabet[group >> 18];
-        out[1] = base64_alphabet[(group >> 12) & 63];
-        out[2] = base64_alphabet[(group >> 6) & 63];
-        out[3] = base64_alphabet[group & 63];
+        memcpy(out, base64_pairs[group >> 12], 2);
+        memcpy(out + 2, base64_pairs[group & 4095], 2);
     }
     if (len) {
         uint32_t group = (uint32_t)in[0] << 16 |
