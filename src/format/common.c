@@ -5,9 +5,12 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -47,6 +50,21 @@ int fmt_json_errno(const json_error_t *error)
 {
     return json_error_code(error) == json_error_out_of_memory ? -ENOMEM
                                                               : -EINVAL;
+}
+
+int fmt_thread_start(pthread_t *thread, void *(*main_fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    cpu_set_t process;
+    int rc = pthread_attr_init(&attr);
+    if (rc)
+        return rc;
+    /* the main thread's mask: getpid() names it */
+    if (sched_getaffinity(getpid(), sizeof(process), &process) == 0)
+        pthread_attr_setaffinity_np(&attr, sizeof(process), &process);
+    rc = pthread_create(thread, &attr, main_fn, arg);
+    pthread_attr_destroy(&attr);
+    return rc;
 }
 
 int fmt_read_whole(FILE *file, char **text, size_t *len)

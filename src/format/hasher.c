@@ -9,10 +9,8 @@
  * body at once, the first result is kept; they are equal.
  */
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -72,22 +70,6 @@ static void *hasher_main(void *arg)
     return NULL;
 }
 
-/* Starts the thread on any CPU the process may use: created from a request
- * worker pinned to one CPU (fs/loop.c), it would inherit that pin and only
- * take turns with the writer. */
-static int start_unpinned(struct fmt_hasher *hasher)
-{
-    pthread_attr_t attr;
-    cpu_set_t process;
-    if (pthread_attr_init(&attr) != 0)
-        return -1;
-    if (sched_getaffinity(getpid(), sizeof(process), &process) == 0)
-        pthread_attr_setaffinity_np(&attr, sizeof(process), &process);
-    int rc = pthread_create(&hasher->thread, &attr, hasher_main, hasher);
-    pthread_attr_destroy(&attr);
-    return rc;
-}
-
 struct fmt_hasher *fmt_hasher_start(struct s3m_store *snapshot)
 {
     struct fmt_hasher *hasher = s3m_calloc(1, sizeof(*hasher));
@@ -97,7 +79,7 @@ struct fmt_hasher *fmt_hasher_start(struct s3m_store *snapshot)
     atomic_init(&hasher->stop, false);
     if (s3m_store_foreach(snapshot, NULL, collect, hasher) != 0 ||
         hasher->bytes < HASHER_MIN_BYTES ||
-        start_unpinned(hasher) != 0) {
+        fmt_thread_start(&hasher->thread, hasher_main, hasher) != 0) {
         hasher_free(hasher);
         return NULL; /* the writer hashes everything itself */
     }

@@ -8,6 +8,7 @@
 #define S3MEM_FORMAT_INTERNAL_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <zlib.h>
 
@@ -56,6 +57,34 @@ size_t fmt_utf8_next(const unsigned char *text, size_t len,
 /* Error text of a jansson failure mapped to errno: -ENOMEM when jansson ran
  * out of memory, else -EINVAL. */
 int fmt_json_errno(const json_error_t *error);
+
+/* Starts a thread on any CPU the process may use. Threads made by a request
+ * worker, which is pinned to one CPU (fs/loop.c), would inherit its pin and
+ * only take turns with it. 0 or a positive errno, as pthread_create. */
+int fmt_thread_start(pthread_t *thread, void *(*main_fn)(void *), void *arg);
+
+/* verify.c: checks bodies against the MD5 their etag claims on a second
+ * thread (see there). Start returns NULL when no thread could be started
+ * (then the loader checks inline). */
+#define FMT_SHOWN_MAX 128
+struct fmt_verify_failure {
+    char shown[FMT_SHOWN_MAX];     /* the key, as fmt_key_for_message shows it */
+    char etag[41];                 /* the claim as written, cut at 40 */
+    char actual[33];               /* the body's MD5 in hex */
+};
+struct fmt_verifier;
+struct fmt_verifier *fmt_verifier_start(void);
+/* Queues body (a reference, taken; stored without an MD5) for a check
+ * against claimed; waits while the queue is full. 0, or -1 when a mismatch
+ * was found already (body released: stop). */
+int fmt_verifier_add(struct fmt_verifier *verifier, struct s3m_body *body,
+                     const unsigned char claimed[16], const char *shown,
+                     const char *etag);
+/* Waits for every queued check; true when one failed (*failure: the first). */
+bool fmt_verifier_finish(struct fmt_verifier *verifier,
+                         struct fmt_verify_failure *failure);
+/* Finishes (when not done) and frees; accepts NULL. */
+void fmt_verifier_free(struct fmt_verifier *verifier);
 
 /* hasher.c: MD5s of a snapshot's bodies on a second thread, ahead of a
  * writer that goes through them in s3m_store_foreach order. Start returns

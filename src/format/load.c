@@ -22,9 +22,24 @@ struct load_state {
     struct s3m_store *store;
     const struct s3m_store_config *config;
     struct s3m_error *err;
+    struct fmt_verifier *verifier;  /* owned, may be NULL: check inline */
     size_t objects;
     uint64_t body_bytes;
 };
+
+/* Fails the load with the verifier's first mismatch when it found one:
+ * that object came before anything the parser is at. Returns -EINVAL, or 0
+ * when every body checked so far matched (the verifier is done then). */
+static int verified_mismatch(struct load_state *state)
+{
+    struct fmt_verify_failure failure;
+    if (!state->verifier || !fmt_verifier_finish(state->verifier, &failure))
+        return 0;
+    return s3m_error_set(state->err, EINVAL,
+                         "cannot load '%s': object '%s': etag %s does not "
+                         "match the body (md5 %s)", state->path, failure.shown,
+                         failure.etag, failure.actual);
+}
 
 /* Fails the load naming the object: "cannot load 'P': object 'K': ...".
  * Returns the negative errno. */
@@ -34,7 +49,10 @@ static int object_error(struct load_state *state, const char *shown, int code,
 {
     char detail[384];
     va_list args;
+    int mismatch = verified_mismatch(state);
 
+    if (mismatch)
+        return mismatch;
     va_start(args, format);
     vsnprintf(detail, sizeof(detail), format, args);
     va_end(args);
@@ -241,6 +259,25 @@ static bool plain_md5_etag(const json_t *etag, unsigned char md5[16])
     return s3m_md5_parse_hex(hex, md5);
 }
 
+/* Hands the body just stored under key to the verifier, with the claimed
+ * MD5. 0, -ENOMEM (reported), or the verifier's mismatch (reported). */
+static int defer_check(struct load_state *state, const char *key,
+                       const unsigned char claimed[16], const char *shown,
+                       const json_t *etag)
+{
+    int rc = 0;
+    struct s3m_object *obj = s3m_store_open(state->store, key, &rc);
+    struct s3m_body *body = obj ? s3m_object_body(state->store, obj) : NULL;
+    s3m_object_unref(obj);
+    if (!body)
+        return object_error(state, shown, ENOMEM, "out of memory");
+    char etag_text[41];
+    snprintf(etag_text, sizeof(etag_text), "%s", json_string_value(etag));
+    if (fmt_verifier_add(state->verifier, body, claimed, shown, etag_text) != 0)
+        return verified_mismatch(state);
+    return 0;
+}
+
 static int load_object(struct load_state *state, const char *json_key,
                        size_t json_key_len, const json_t *obj)
 {
@@ -315,18 +352,20 @@ static int load_object(struct load_state *state, const char *json_key,
                           "not an integer");
         goto out;
     }
-    {
+    if (optional_string(obj, "etag", &etag)) {
+        rc = object_error(state, shown, EINVAL, "\"etag\" is not a string");
+        goto out;
+    }
+    bool has_claim = etag && plain_md5_etag(etag, claimed);
+    /* with a verifier, the claim is checked on its thread once stored */
+    bool deferred = has_claim && state->verifier && body_len > 0;
+    if (!deferred) {
         struct s3m_md5 hash;
         s3m_md5_init(&hash);
         s3m_md5_update(&hash, body, body_len);
         s3m_md5_final(&hash, md5);
     }
-    if (optional_string(obj, "etag", &etag)) {
-        rc = object_error(state, shown, EINVAL, "\"etag\" is not a string");
-        goto out;
-    }
-    if (etag && plain_md5_etag(etag, claimed) &&
-        memcmp(claimed, md5, 16) != 0) {
+    if (has_claim && !deferred && memcmp(claimed, md5, 16) != 0) {
         s3m_md5_hex(md5, etag_hex);
         rc = object_error(state, shown, EINVAL,
                           "etag %.40s does not match the body (md5 %s)",
@@ -358,7 +397,7 @@ static int load_object(struct load_state *state, const char *json_key,
     attrs.has_owner = has_uid || has_gid;
     attrs.uid = has_uid ? (uint32_t)uid : state->config->default_uid;
     attrs.gid = has_gid ? (uint32_t)gid : state->config->default_gid;
-    attrs.md5 = md5;
+    attrs.md5 = deferred ? NULL : md5; /* deferred: the checker caches it */
     {
         char *key_text = exact_key ? (char *)exact_key : NULL;
         if (!key_text) {
@@ -370,17 +409,19 @@ static int load_object(struct load_state *state, const char *json_key,
         }
         rc = s3m_store_put(state->store, key_text, body, body_len, &attrs,
                            S3M_PUT_CREATE);
+        if (rc == 0) {
+            state->objects++;
+            state->body_bytes += body_len;
+            if (deferred)
+                rc = defer_check(state, key_text, claimed, shown, etag);
+        } else if (rc == -EEXIST) {
+            rc = object_error(state, shown, EINVAL, "the key appears twice");
+        } else {
+            rc = object_error(state, shown, rc, "cannot store it: %s",
+                              s3m_format_errno_text(rc));
+        }
         if (key_text != (char *)exact_key)
             free(key_text);
-    }
-    if (rc == -EEXIST)
-        rc = object_error(state, shown, EINVAL, "the key appears twice");
-    else if (rc)
-        rc = object_error(state, shown, rc, "cannot store it: %s",
-                          s3m_format_errno_text(rc));
-    else {
-        state->objects++;
-        state->body_bytes += body_len;
     }
 out:
     s3m_meta_unref(meta);
@@ -464,10 +505,20 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
         return s3m_error_set(err, ENOMEM, "cannot load '%s': out of memory",
                              path);
     }
-    /* objects are stored as they are parsed, one at a time */
+    /* objects are stored as they are parsed, one at a time; their bodies are
+     * checked against their etags on a second thread meanwhile */
+    state.verifier = fmt_verifier_start();
     root = fmt_json_parse_streamed(text, text_len, "objects", load_member,
                                    &state, &error);
     free(text);
+    rc = verified_mismatch(&state);
+    fmt_verifier_free(state.verifier);
+    state.verifier = NULL;
+    if (rc) {
+        json_decref(root);
+        s3m_store_free(state.store);
+        return rc;
+    }
     if (!root) {
         s3m_store_free(state.store);
         if (error.stopped)

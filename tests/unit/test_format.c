@@ -669,6 +669,62 @@ static void test_load_refuses_bad_files(void)
 }
 
 /* Loading within the store's limits: enforce_limits applies. */
+/* A save file of count objects "k<i>" with body "x" (etag of "x"), except
+ * that object bad_etag (when < count) claims the etag of "" and object
+ * bad_body (when < count) has a body that is not base64. New text. */
+static char *many_objects(size_t count, size_t bad_etag, size_t bad_body)
+{
+    size_t cap = 64 + count * 96, len = 0;
+    char *text = malloc(cap);
+    if (!text)
+        return NULL;
+    len += (size_t)snprintf(text + len, cap - len, "{\"objects\": {");
+    for (size_t i = 0; i < count; i++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "%s\"k%zu\": {\"body\": \"%s\", \"etag\": \"%s\"}",
+                                i ? ", " : "", i, i == bad_body ? "!!!!" : "eA==",
+                                i == bad_etag ? "d41d8cd98f00b204e9800998ecf8427e"
+                                              : "9dd4e461268c8034f5c8564e155c67a6");
+    snprintf(text + len, cap - len, "}}");
+    return text;
+}
+
+/* Etags are checked on a second thread while parsing goes on: the first
+ * mismatch must still be the one reported, before any later error, and
+ * nothing must be loaded. */
+static void test_load_checks_etags_in_order(void)
+{
+    char *text = many_objects(1000, 1000, 1000);
+    const char *path = temp_path("many.json");
+    if (text) {
+        write_whole(path, text, strlen(text));
+        struct s3m_store *store = load_or_null(path);
+        CHECK(store != NULL);
+        if (store) {
+            char etag[33];
+            CHECK_INT((int)s3m_store_count(store, NULL), 1000);
+            CHECK_INT(s3m_store_etag(store, "k999", etag), 0);
+            CHECK_STR(etag, "9dd4e461268c8034f5c8564e155c67a6");
+            s3m_store_free(store);
+        }
+        free(text);
+    }
+    text = many_objects(1000, 700, 1000);
+    if (text)
+        check_load_refused(text, EINVAL, "object 'k700': etag d41d8cd98f00b204e98"
+                           "00998ecf8427e does not match the body (md5 "
+                           "9dd4e461268c8034f5c8564e155c67a6)");
+    free(text);
+    text = many_objects(1000, 3, 900);
+    if (text)
+        check_load_refused(text, EINVAL, "object 'k3': etag");
+    free(text);
+    text = many_objects(1000, 900, 3);
+    if (text)
+        check_load_refused(text, EINVAL, "object 'k3': \"body\" is not valid base64");
+    free(text);
+}
+
 static void test_load_enforces_limits(void)
 {
     struct s3m_store_config config = {.enforce_limits = true,
@@ -1453,6 +1509,7 @@ int main(void)
     RUN(test_save_while_writing);
     RUN(test_save_failures);
     RUN(test_load_refuses_bad_files);
+    RUN(test_load_checks_etags_in_order);
     RUN(test_load_enforces_limits);
     RUN(test_s3db_value_encoding);
     RUN(test_import_fixture_backups);
