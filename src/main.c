@@ -220,6 +220,12 @@ static int load_persisted(const struct options *opts, struct s3m_store *store)
     return 0;
 }
 
+/* libfuse's max_threads (10 unless -o max_threads), or 0 when out of reason. */
+static unsigned max_threads_of(const struct fuse_cmdline_opts *cmdline)
+{
+    return cmdline->max_threads <= 100000 ? cmdline->max_threads : 0;
+}
+
 /* libfuse's multithreaded loop, with its thread options. */
 static int run_libfuse_loop(struct fuse_session *se, const struct fuse_cmdline_opts *cmdline)
 {
@@ -229,8 +235,8 @@ static int run_libfuse_loop(struct fuse_session *se, const struct fuse_cmdline_o
     fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmdline->clone_fd);
     if (cmdline->max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
         fuse_loop_cfg_set_idle_threads(loop, cmdline->max_idle_threads);
-    if (cmdline->max_threads > 0 && cmdline->max_threads <= 100000)
-        fuse_loop_cfg_set_max_threads(loop, cmdline->max_threads);
+    if (max_threads_of(cmdline) > 0)
+        fuse_loop_cfg_set_max_threads(loop, max_threads_of(cmdline));
     int rc = fuse_session_loop_mt(se, loop);
     fuse_loop_cfg_destroy(loop);
     return rc;
@@ -264,7 +270,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
         rc = run_libfuse_loop(se, cmdline);
     else
         rc = s3m_loop_run(se, &(struct s3m_loop_config){
-                 .max_threads = cmdline->max_threads <= 100000 ? cmdline->max_threads : 0});
+                 .max_threads = max_threads_of(cmdline)});
     /* libfuse's loops return the signal that ended them (a clean stop),
      * s3m_loop_run 0 for any clean stop */
     bool by_signal = rc == SIGTERM || rc == SIGINT || rc == SIGHUP;

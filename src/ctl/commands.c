@@ -83,8 +83,9 @@ static struct s3m_store *before_change(struct s3m_ctl *ctl)
 }
 
 struct changed_keys {
-    char **keys;
+    char **keys;                   /* owned, grown as keys come */
     size_t count;
+    size_t cap;
     size_t max;
     bool overflow;
 };
@@ -92,8 +93,18 @@ struct changed_keys {
 static int collect_changed(void *ctx, const char *key)
 {
     struct changed_keys *changed = ctx;
-    if (changed->count == changed->max ||
-        !(changed->keys[changed->count] = s3m_strdup(key))) {
+    if (changed->count == changed->cap) {
+        size_t cap = changed->cap * 2 < changed->max ? changed->cap * 2 : changed->max;
+        char **keys = cap > changed->cap
+                    ? s3m_realloc(changed->keys, cap * sizeof(char *)) : NULL;
+        if (!keys) {               /* over max, or no memory */
+            changed->overflow = true;
+            return 1;
+        }
+        changed->keys = keys;
+        changed->cap = cap;
+    }
+    if (!(changed->keys[changed->count] = s3m_strdup(key))) {
         changed->overflow = true;
         return 1;
     }
@@ -102,13 +113,13 @@ static int collect_changed(void *ctx, const char *key)
 }
 
 /* The keys whose objects differ between a and b (new array of new
- * strings), or NULL with *count 0 when too many (or no memory): then
- * everything counts as changed. */
+ * strings, empty when none), or NULL with *count 0 when more than max (or
+ * no memory): then everything counts as changed. */
 static char **changed_between(struct s3m_store *a, struct s3m_store *b,
                               size_t max, size_t *count)
 {
-    struct changed_keys changed = {.max = max};
-    changed.keys = a && b ? s3m_calloc(max, sizeof(char *)) : NULL;
+    struct changed_keys changed = {.max = max, .cap = max < 64 ? max : 64};
+    changed.keys = a && b ? s3m_malloc(changed.cap * sizeof(char *)) : NULL;
     if (changed.keys)
         s3m_store_diff(a, b, collect_changed, &changed);
     if (!changed.keys || changed.overflow) {

@@ -27,6 +27,32 @@ struct load_state {
     uint64_t body_bytes;
 };
 
+/* An etag that is not its body's MD5; etag is cut at 40 characters. */
+#define ETAG_MISMATCH "etag %.40s does not match the body (md5 %s)"
+
+/* Fails the load naming the object: "cannot load 'P': object 'K': ...".
+ * Returns the negative errno. */
+__attribute__((format(printf, 4, 0)))
+static int object_failure(struct load_state *state, const char *shown, int code,
+                          const char *format, va_list args)
+{
+    char detail[384];
+    vsnprintf(detail, sizeof(detail), format, args);
+    return s3m_error_set(state->err, code, "cannot load '%s': object '%s': %s",
+                         state->path, shown, detail);
+}
+
+__attribute__((format(printf, 4, 5)))
+static int object_failure_of(struct load_state *state, const char *shown,
+                             int code, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    int rc = object_failure(state, shown, code, format, args);
+    va_end(args);
+    return rc;
+}
+
 /* Fails the load with the verifier's first mismatch when it found one:
  * that object came before anything the parser is at. Returns -EINVAL, or 0
  * when every body checked so far matched (the verifier is done then). */
@@ -35,29 +61,24 @@ static int verified_mismatch(struct load_state *state)
     struct fmt_verify_failure failure;
     if (!state->verifier || !fmt_verifier_finish(state->verifier, &failure))
         return 0;
-    return s3m_error_set(state->err, EINVAL,
-                         "cannot load '%s': object '%s': etag %s does not "
-                         "match the body (md5 %s)", state->path, failure.shown,
-                         failure.etag, failure.actual);
+    return object_failure_of(state, failure.shown, EINVAL, ETAG_MISMATCH,
+                             failure.etag, failure.actual);
 }
 
-/* Fails the load naming the object: "cannot load 'P': object 'K': ...".
- * Returns the negative errno. */
+/* object_failure, unless the verifier found an earlier mismatch: that one
+ * is reported instead, as a check in file order would have. */
 __attribute__((format(printf, 4, 5)))
 static int object_error(struct load_state *state, const char *shown, int code,
                         const char *format, ...)
 {
-    char detail[384];
+    int rc = verified_mismatch(state);
+    if (rc)
+        return rc;
     va_list args;
-    int mismatch = verified_mismatch(state);
-
-    if (mismatch)
-        return mismatch;
     va_start(args, format);
-    vsnprintf(detail, sizeof(detail), format, args);
+    rc = object_failure(state, shown, code, format, args);
     va_end(args);
-    return s3m_error_set(state->err, code, "cannot load '%s': object '%s': %s",
-                         state->path, shown, detail);
+    return rc;
 }
 
 /* Member name of obj, as a string or null/absent. Returns 0 and sets *text
@@ -266,6 +287,7 @@ static int defer_check(struct load_state *state, const char *key,
                        const json_t *etag)
 {
     int rc = 0;
+    /* open, not get: no request counted or logged for the loader's look */
     struct s3m_object *obj = s3m_store_open(state->store, key, &rc);
     struct s3m_body *body = obj ? s3m_object_body(state->store, obj) : NULL;
     s3m_object_unref(obj);
@@ -367,8 +389,7 @@ static int load_object(struct load_state *state, const char *json_key,
     }
     if (has_claim && !deferred && memcmp(claimed, md5, 16) != 0) {
         s3m_md5_hex(md5, etag_hex);
-        rc = object_error(state, shown, EINVAL,
-                          "etag %.40s does not match the body (md5 %s)",
+        rc = object_error(state, shown, EINVAL, ETAG_MISMATCH,
                           json_string_value(etag), etag_hex);
         goto out;
     }

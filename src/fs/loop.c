@@ -81,6 +81,15 @@ static void pin_to(int cpu)
 
 static void start_worker(struct loop *loop, int cpu, bool overflow);
 
+/* A worker ended (or never started): the last one wakes s3m_loop_run. */
+static void worker_gone(struct loop *loop)
+{
+    pthread_mutex_lock(&loop->lock);
+    if (--loop->threads == 0)
+        pthread_cond_signal(&loop->none_left);
+    pthread_mutex_unlock(&loop->lock);
+}
+
 /* Handles requests until the loop stops; an overflow worker also ends when
  * it finishes a request while another worker waits. Returns true when the
  * session ended (the caller wakes the main thread). */
@@ -131,10 +140,7 @@ static void *worker_main(void *arg)
     free(worker);
     if (serve(loop, overflow))
         sem_post(&loop->wake);
-    pthread_mutex_lock(&loop->lock);
-    if (--loop->threads == 0)
-        pthread_cond_signal(&loop->none_left);
-    pthread_mutex_unlock(&loop->lock);
+    worker_gone(loop);
     return NULL;
 }
 
@@ -160,21 +166,23 @@ static void start_worker(struct loop *loop, int cpu, bool overflow)
         started = pthread_create(&(pthread_t){0}, &attr, worker_main, worker) == 0;
         pthread_attr_destroy(&attr);
     }
-    if (started)
-        return;
-    free(worker);
-    pthread_mutex_lock(&loop->lock);
-    if (--loop->threads == 0)
-        pthread_cond_signal(&loop->none_left);
-    pthread_mutex_unlock(&loop->lock);
+    if (!started) {
+        free(worker);
+        worker_gone(loop);
+    }
+}
+
+/* The CPUs this thread may run on, and how many (0 when unknown). */
+static int allowed_cpus(cpu_set_t *allowed)
+{
+    return sched_getaffinity(0, sizeof(*allowed), allowed) == 0 ? CPU_COUNT(allowed)
+                                                                : 0;
 }
 
 unsigned s3m_loop_cpu_count(void)
 {
     cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
-        return 1;
-    int count = CPU_COUNT(&allowed);
+    int count = allowed_cpus(&allowed);
     return count > 0 ? (unsigned)count : 1;
 }
 
@@ -182,8 +190,7 @@ unsigned s3m_loop_cpu_count(void)
 static void start_cpu_workers(struct loop *loop)
 {
     cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 ||
-        CPU_COUNT(&allowed) < 2) {
+    if (allowed_cpus(&allowed) < 2) {
         start_worker(loop, -1, false); /* two: one may wait for the other */
         start_worker(loop, -1, false);
         return;
@@ -246,16 +253,23 @@ static int loop_init(struct loop *loop, struct fuse_session *se, unsigned max_th
     int flags = fcntl(loop->device, F_GETFL);
     if (flags < 0 || fcntl(loop->device, F_SETFL, flags | O_NONBLOCK) != 0)
         return -errno;
+    int rc = 0;
     loop->stop_fd = eventfd(0, EFD_CLOEXEC);
     if (loop->stop_fd < 0)
         return -errno;
-    int rc = sem_init(&loop->wake, 0, 0) ? -errno : 0;
-    if (rc == 0)
-        rc = -pthread_mutex_init(&loop->lock, NULL);
-    if (rc == 0)
-        rc = -pthread_cond_init(&loop->none_left, NULL);
-    if (rc)
-        close(loop->stop_fd);
+    if (sem_init(&loop->wake, 0, 0) != 0) {
+        rc = -errno;
+        goto no_sem;
+    }
+    if ((rc = -pthread_mutex_init(&loop->lock, NULL)) != 0)
+        goto no_mutex;
+    if ((rc = -pthread_cond_init(&loop->none_left, NULL)) == 0)
+        return 0;
+    pthread_mutex_destroy(&loop->lock);
+no_mutex:
+    sem_destroy(&loop->wake);
+no_sem:
+    close(loop->stop_fd);
     return rc;
 }
 

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "fs_internal.h"
@@ -43,9 +44,11 @@ struct entry_note {
     bool marker;                   /* a directory's own marker changed: its
                                     * attributes always, its entry (which
                                     * drops all below it) only when gone */
-    char *file_key;                /* owned: set for a file's own key; while
-                                    * it is still a file only its inode (attributes
-                                    * and pages) is dropped, not its entry */
+    const char *file_key;          /* borrowed from the command's key list
+                                    * (outlives the notes): set for a file's
+                                    * own key; while it is still a file only
+                                    * its inode (attributes and pages) is
+                                    * dropped, not its entry */
 };
 
 struct notes {
@@ -90,6 +93,16 @@ static void note_top_level(struct s3m_fs *fs, struct notes *notes)
                 notes_add(notes, fs->root->ino, node, NULL, 0, false);
 }
 
+/* True when node lies in a read-only snapshot view (whose objects belong
+ * to the snapshot's store, which no command replaces). */
+static bool in_snapshot_view(const struct fs_node *node)
+{
+    for (; node; node = node->parent)
+        if (node->kind == NODE_SNAPSHOT_ROOT)
+            return true;
+    return false;
+}
+
 /*
  * An open file whose object the command replaced (restore, load, import
  * and clear put new objects in the store; handles keep the old one) is
@@ -101,16 +114,6 @@ static void note_top_level(struct s3m_fs *fs, struct notes *notes)
  * table (the next lookup makes a new node) and its entry and pages are
  * dropped. Walks every node: about 0.2 ms for 20,000.
  */
-/* True when node lies in a read-only snapshot view (whose objects belong
- * to the snapshot's store, which no command replaces). */
-static bool in_snapshot_view(const struct fs_node *node)
-{
-    for (; node; node = node->parent)
-        if (node->kind == NODE_SNAPSHOT_ROOT)
-            return true;
-    return false;
-}
-
 static void note_replaced_open_files(struct s3m_fs *fs, struct notes *notes)
 {
     struct node_table *t = &fs->nodes;
@@ -151,7 +154,7 @@ static void note_key(struct s3m_fs *fs, const char *key, struct notes *notes,
             size_t before = notes->count;
             notes_add(notes, node->ino, child, NULL, 0, false);
             if (notes->count > before)
-                notes->items[before].file_key = s3m_strdup(key);
+                notes->items[before].file_key = key;
             return;
         }
         if (depth >= DEPTH_MAX || last_dir[depth] != child->ino) {
@@ -179,40 +182,37 @@ static void collect_notes(struct s3m_fs *fs, char **keys, size_t count,
     pthread_mutex_unlock(&fs->lock);
 }
 
-/* True when key is still a file, not shadowed by a directory of its name:
- * its name still leads to the same node, and the kernel's entry may stay
- * (dropping 20,000 entries costs the kernel about 150 ms). */
+/* True when key is still a file (fs_kind_of: not shadowed by a directory
+ * of its name): its name still leads to the same node, and the kernel's
+ * entry may stay (dropping 20,000 entries costs the kernel about 150 ms). */
 static bool still_a_file(struct s3m_fs *fs, const char *key)
 {
-    if (s3m_store_head(fs->store, key, NULL) != 0)
-        return false;
-    size_t len = strlen(key);
-    char *dir = s3m_malloc(len + 2);
-    if (!dir)
+    struct fs_key file = {.store = fs->store, .len = strlen(key)};
+    if (file.len >= sizeof(file.text))
         return false; /* drop the entry too: always safe */
-    memcpy(dir, key, len);
-    memcpy(dir + len, "/", 2);
-    bool shadowed = s3m_store_has_prefix(fs->store, dir);
-    free(dir);
-    return !shadowed;
+    memcpy(file.text, key, file.len + 1);
+    return fs_kind_of(fs, &file) == S_IFREG;
+}
+
+/* A note's entry goes when its name no longer leads where it did: a file
+ * key that is no longer a file, a directory gone from the store, or any
+ * other node noted (the root's children, replaced open files). */
+static bool entry_gone(struct s3m_fs *fs, const struct entry_note *note)
+{
+    if (note->file_key)
+        return !still_a_file(fs, note->file_key);
+    return !note->dir_key || !s3m_store_has_prefix(fs->store, note->dir_key);
 }
 
 static void send_notes(struct s3m_fs *fs, struct notes *notes)
 {
     for (size_t i = 0; i < notes->count; i++) {
         struct entry_note *note = &notes->items[i];
-        if (note->file_key && still_a_file(fs, note->file_key)) {
-            fuse_lowlevel_notify_inval_inode(fs->session, note->ino, 0, 0);
-            free(note->name);
-            free(note->file_key);
-            continue;
-        }
-        free(note->file_key);
-        bool gone = !note->dir_key || !s3m_store_has_prefix(fs->store, note->dir_key);
+        bool gone = entry_gone(fs, note);
         if (gone && note->parent && note->name)
             fuse_lowlevel_notify_inval_entry(fs->session, note->parent, note->name,
                                              note->name_len);
-        if ((gone && !note->dir_key) || note->marker)
+        if ((gone && !note->dir_key) || note->marker || note->file_key)
             fuse_lowlevel_notify_inval_inode(fs->session, note->ino, 0, 0);
         free(note->name);
         free(note->dir_key);

@@ -352,10 +352,7 @@ void s3m_body_md5(struct s3m_body *body, unsigned char md5[16])
 void body_etag(struct s3m_body *body, char out[33])
 {
     unsigned char md5[16];
-    if (!body_cached_md5(body, md5)) {
-        body_md5(body, md5);
-        body_set_md5(body, md5);
-    }
+    s3m_body_md5(body, md5);
     s3m_md5_hex(md5, out);
 }
 
