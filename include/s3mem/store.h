@@ -69,6 +69,11 @@ const struct s3m_meta_entry *s3m_meta_find(const struct s3m_meta *meta,
  * Returns NULL on -ENOMEM. */
 struct s3m_meta *s3m_meta_with(const struct s3m_meta *meta, const char *name,
                                const void *value, size_t value_len);
+/* Sets name to value in meta itself, which must still be private (refcount
+ * 1, on no object): for building metadata without a copy per entry. 0, or
+ * -ENOMEM leaving meta as it was. */
+int s3m_meta_set(struct s3m_meta *meta, const char *name, const void *value,
+                 size_t value_len);
 /* New copy without name (any case); NULL on -ENOMEM. */
 struct s3m_meta *s3m_meta_without(const struct s3m_meta *meta, const char *name);
 /* New copy with content type / encoding replaced (value NULL clears it). */

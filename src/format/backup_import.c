@@ -4,8 +4,8 @@
  * at the keys s3db.js resources read, merging duplicate ids.
  *
  * Design note: two phases. First every selected file is read (gzip or
- * plain, line by line) and its records are collected per resource in a
- * jansson object keyed by id, merging repeats; a file that cannot be read
+ * plain, line by line) and its records are collected per resource, flat,
+ * by id (import_records.c), merging repeats; a file that cannot be read
  * or a truncated gzip stream stops here, before the store is touched.
  * Then the records are applied: with clear, into a new store that is
  * swapped in only when all went in; without clear, into the store itself,
@@ -26,8 +26,7 @@ struct import_resource {
     char *name;
     char *files[2];           /* file names within the backup directory */
     size_t file_count;
-    json_t *records;          /* id -> record object, in first-seen order */
-    json_t *origins;          /* id -> [file index, line] of first sight */
+    struct import_records records;  /* by id, in first-seen order */
 };
 
 struct import_state {
@@ -323,8 +322,7 @@ static void resource_release(struct import_resource *resource)
     free(resource->name);
     free(resource->files[0]);
     free(resource->files[1]);
-    json_decref(resource->records);
-    json_decref(resource->origins);
+    import_records_release(&resource->records);
 }
 
 /* Keeps the resources the filter names; -ENOENT when none. */
@@ -431,7 +429,7 @@ static int take_line(struct import_state *state,
 {
     const char *file = resource->files[file_index];
     struct fmt_json_error error;
-    json_t *record, *existing, *origin;
+    json_t *record;
     char *id;
     size_t id_len;
     int rc;
@@ -462,26 +460,14 @@ static int take_line(struct import_state *state,
         free(id);
         return rc;
     }
-    existing = json_object_getn(resource->records, id, id_len);
-    if (existing) {
-        rc = json_object_update(existing, record) ? out_of_memory(state) : 0;
-        json_decref(record);
-        state->report.merges++;
-    } else {
-        origin = json_pack("[II]", (json_int_t)file_index, (json_int_t)line);
-        if (!origin ||
-            json_object_setn_new_nocheck(resource->origins, id, id_len,
-                                         origin)) {
-            json_decref(record);
-            rc = out_of_memory(state);
-        } else {
-            rc = json_object_setn_new_nocheck(resource->records, id, id_len,
-                                              record)
-                     ? out_of_memory(state) : 0;
-        }
-    }
+    rc = import_records_add(&resource->records, id, id_len, record,
+                            file_index, line);
+    json_decref(record);
     free(id);
-    return rc;
+    if (rc < 0)
+        return out_of_memory(state);
+    state->report.merges += (size_t)rc;
+    return 0;
 }
 
 /* Reads one file line by line (gzip or plain; a .gz must be gzip). */
@@ -588,74 +574,64 @@ out:
 
 /* ---- applying records -------------------------------------------------- */
 
-/* Text of a value for metadata or body: a string's bytes, else its JSON. */
-static char *value_text(const json_t *value, size_t *len)
+/* Sets a field in meta, encoded as s3db.js's client stores it. 0 or
+ * -ENOMEM. */
+static int set_field(struct s3m_meta *meta, const struct import_field *field)
 {
-    struct fmt_out out = {0};
-    char *text = NULL, *copy;
-    size_t size = 0;
+    char *encoded;
+    size_t encoded_len;
+    int rc;
 
-    if (json_is_string(value)) {
-        *len = json_string_length(value);
-        return s3m_memdup(json_string_value(value), *len + 1);
-    }
-    out.file = open_memstream(&text, &size);
-    if (!out.file)
-        return NULL;
-    fmt_out_json_js(&out, value);
-    if (fclose(out.file) != 0 || out.error) {
-        free(text);
-        return NULL;
-    }
-    copy = s3m_memdup(text, size + 1);
-    *len = size;
-    free(text);
-    return copy;
+    if (fmt_s3db_value_plain(field->text, field->text_len)) /* as it is */
+        return s3m_meta_set(meta, field->name, field->text, field->text_len);
+    rc = s3m_format_s3db_value_encode(field->text, field->text_len, &encoded,
+                                      &encoded_len);
+    if (rc)
+        return rc;
+    rc = s3m_meta_set(meta, field->name, encoded, encoded_len);
+    free(encoded);
+    return rc;
 }
 
-/* A record's metadata: every member but id, _id and _body, encoded. */
-static int record_metadata(const json_t *record, struct s3m_meta **out)
+static bool is_named(const struct import_field *field, const char *name)
+{
+    return strcmp(field->name, name) == 0;
+}
+
+/* A record's metadata: every field but id, _id and _body, encoded. New
+ * metadata in *out; -EINVAL for an empty field name, or -ENOMEM. */
+static int record_metadata(const struct import_record *record,
+                           struct s3m_meta **out)
 {
     struct s3m_meta *meta = s3m_meta_new();
-    const char *name;
-    size_t name_len;
-    json_t *value;
+    int rc = 0;
 
     if (!meta)
         return -ENOMEM;
-    json_object_keylen_foreach((json_t *)record, name, name_len, value) {
-        char *text, *encoded;
-        size_t text_len, encoded_len;
-        struct s3m_meta *next;
-
-        if (strcmp(name, "id") == 0 || strcmp(name, "_id") == 0 ||
-            strcmp(name, "_body") == 0)
+    for (size_t i = 0; !rc && i < record->field_count; i++) {
+        const struct import_field *field = &record->fields[i];
+        if (is_named(field, "id") || is_named(field, "_id") ||
+            is_named(field, "_body"))
             continue;
-        if (name_len == 0 || strlen(name) != name_len) {
-            s3m_meta_unref(meta);
-            return -EINVAL;
-        }
-        text = value_text(value, &text_len);
-        if (!text) {
-            s3m_meta_unref(meta);
-            return -ENOMEM;
-        }
-        int rc = s3m_format_s3db_value_encode(text, text_len, &encoded,
-                                              &encoded_len);
-        free(text);
-        if (rc) {
-            s3m_meta_unref(meta);
-            return rc;
-        }
-        next = s3m_meta_with(meta, name, encoded, encoded_len);
-        free(encoded);
+        rc = field->name_len == 0 || strlen(field->name) != field->name_len
+                 ? -EINVAL : set_field(meta, field);
+    }
+    if (rc) {
         s3m_meta_unref(meta);
-        if (!next)
-            return -ENOMEM;
-        meta = next;
+        return rc;
     }
     *out = meta;
     return 0;
+}
+
+/* The record's body: the text of _body unless it is null or empty. */
+static const struct import_field *record_body(const struct import_record *record)
+{
+    for (size_t i = 0; i < record->field_count; i++)
+        if (is_named(&record->fields[i], "_body"))
+            return record->fields[i].is_null || record->fields[i].text_len == 0
+                       ? NULL : &record->fields[i];
+    return NULL;
 }
 
 /* What a key held before an import wrote it, to put it back. */
@@ -699,21 +675,18 @@ static void undo_release(struct undo *undo, size_t count)
  * it was reported (without clear); else a negative errno: -ENOMEM, or with
  * clear the refusal itself (err filled). */
 static int put_record(struct import_state *state, struct s3m_store *target,
-                      const struct import_resource *resource, const char *id,
-                      size_t id_len, const json_t *record,
-                      struct undo *undo)
+                      const struct import_resource *resource,
+                      const struct import_record *record, struct undo *undo)
 {
-    const json_t *origin = json_object_getn(resource->origins, id, id_len);
-    const char *file =
-        resource->files[json_integer_value(json_array_get(origin, 0))];
-    size_t line = (size_t)json_integer_value(json_array_get(origin, 1));
+    const char *file = resource->files[record->file_index];
+    const char *id = record->id;
+    size_t line = record->line, id_len = record->id_len;
     size_t prefix_len = strlen(state->key_prefix);
     size_t name_len = strlen(resource->name);
-    const json_t *body_value = json_object_get(record, "_body");
+    const struct import_field *body = record_body(record);
     struct s3m_put_attrs attrs = {0};
     struct s3m_meta *meta = NULL;
-    char *key, *body = NULL;
-    size_t body_len = 0;
+    char *key;
     int rc;
 
     key = s3m_malloc(prefix_len + 9 + name_len + 9 + id_len + 1);
@@ -732,15 +705,6 @@ static int put_record(struct import_state *state, struct s3m_store *target,
         free(key);
         return rc;
     }
-    if (body_value && !json_is_null(body_value) &&
-        !(json_is_string(body_value) && json_string_length(body_value) == 0)) {
-        body = value_text(body_value, &body_len);
-        if (!body) {
-            s3m_meta_unref(meta);
-            free(key);
-            return -ENOMEM;
-        }
-    }
     if (undo) {
         rc = s3m_store_get(target, key, &undo->info, &undo->body);
         undo->existed = rc == 0;
@@ -751,7 +715,8 @@ static int put_record(struct import_state *state, struct s3m_store *target,
         }
     }
     attrs.meta = meta;
-    rc = s3m_store_put(target, key, body, body_len, &attrs, 0);
+    rc = s3m_store_put(target, key, body ? body->text : NULL,
+                       body ? body->text_len : 0, &attrs, 0);
     if (rc == 0) {
         state->report.records++;
         if (undo) {
@@ -773,7 +738,6 @@ static int put_record(struct import_state *state, struct s3m_store *target,
     }
 out:
     s3m_meta_unref(meta);
-    free(body);
     free(key);
     return rc;
 }
@@ -782,35 +746,44 @@ static size_t record_total(const struct import_state *state)
 {
     size_t total = 0;
     for (size_t i = 0; i < state->resource_count; i++)
-        total += json_object_size(state->resources[i].records);
+        total += state->resources[i].records.count;
     return total;
+}
+
+/* Puts every record into target, freeing each once it is in; with undo,
+ * remembers in undo[*used] what each put replaced. Records the store
+ * refused without clear are reported and skipped. 0 or a negative errno
+ * (see put_record). */
+static int put_all(struct import_state *state, struct s3m_store *target,
+                   struct undo *undo, size_t *used)
+{
+    for (size_t i = 0; i < state->resource_count; i++) {
+        struct import_resource *resource = &state->resources[i];
+        struct import_records *records = &resource->records;
+        for (size_t j = 0; j < records->count; j++) {
+            int rc = put_record(state, target, resource, records->order[j],
+                                undo ? &undo[*used] : NULL);
+            free(records->order[j]);
+            records->order[j] = NULL;
+            if (rc < 0)
+                return rc;
+            if (rc == 0 && undo)
+                (*used)++;
+        }
+    }
+    return 0;
 }
 
 /* Without clear: writes into store; -ENOMEM undoes every write. */
 static int apply_in_place(struct import_state *state, struct s3m_store *store)
 {
-    size_t total = record_total(state), used = 0, id_len;
-    struct undo *undo = s3m_calloc(total + 1, sizeof(*undo));
-    const char *id;
-    json_t *record;
-    int rc = 0;
+    size_t used = 0;
+    struct undo *undo = s3m_calloc(record_total(state) + 1, sizeof(*undo));
+    int rc;
 
     if (!undo)
         return out_of_memory(state);
-    for (size_t i = 0; !rc && i < state->resource_count; i++) {
-        struct import_resource *resource = &state->resources[i];
-        json_object_keylen_foreach(resource->records, id, id_len, record) {
-            rc = put_record(state, store, resource, id, id_len, record,
-                            &undo[used]);
-            if (rc == 0) {
-                used++;
-            } else if (rc == 1) {
-                rc = 0;
-            } else {
-                break;
-            }
-        }
-    }
+    rc = put_all(state, store, undo, &used);
     if (rc) {
         undo_all(store, undo, used);
         state->report.records = 0;
@@ -825,21 +798,11 @@ static int apply_in_place(struct import_state *state, struct s3m_store *store)
 static int apply_cleared(struct import_state *state, struct s3m_store *store)
 {
     struct s3m_store *fresh = s3m_store_new(s3m_store_config(store));
-    size_t id_len;
-    const char *id;
-    json_t *record;
-    int rc = 0;
+    int rc;
 
     if (!fresh)
         return out_of_memory(state);
-    for (size_t i = 0; !rc && i < state->resource_count; i++) {
-        struct import_resource *resource = &state->resources[i];
-        json_object_keylen_foreach(resource->records, id, id_len, record) {
-            rc = put_record(state, fresh, resource, id, id_len, record, NULL);
-            if (rc)
-                break;
-        }
-    }
+    rc = put_all(state, fresh, NULL, NULL);
     if (rc == -ENOMEM)
         out_of_memory(state);
     if (rc == 0)
@@ -963,12 +926,7 @@ int s3m_format_import_backup(struct s3m_store *store, const char *dir,
     rc = choose_resources(&state, options->resources);
     for (size_t i = 0; !rc && i < state.resource_count; i++) {
         struct import_resource *resource = &state.resources[i];
-        resource->records = json_object();
-        resource->origins = json_object();
-        if (!resource->records || !resource->origins) {
-            rc = out_of_memory(&state);
-            break;
-        }
+        import_records_init(&resource->records);
         for (size_t f = 0; !rc && f < resource->file_count; f++)
             rc = read_file(&state, resource, f);
         state.report.resources++;

@@ -49,6 +49,10 @@ bool fmt_out_json_string(struct fmt_out *out, const char *text, size_t len,
  * then the others in insertion order), numbers as JavaScript prints them. */
 void fmt_out_json_js(struct fmt_out *out, const json_t *value);
 
+/* True when value is printable ASCII: s3db.js's metadataEncode keeps it as
+ * it is. */
+bool fmt_s3db_value_plain(const char *value, size_t len);
+
 /* The length (1..4) of the valid UTF-8 sequence at text, or 0 when the
  * byte there starts none; sets *code_point. */
 size_t fmt_utf8_next(const unsigned char *text, size_t len,
@@ -149,5 +153,50 @@ char *fmt_path_join(const char *dir, const char *name);
 int fmt_split_list(const char *text, char ***out, size_t *count);
 void fmt_free_list(char **list);
 bool fmt_list_has(char *const *list, const char *name);
+
+/* ---- import_records.c: a backup's records while they are read ---------- */
+
+/* The text a record's member stands for: a string's bytes, any other
+ * value's JSON as JSON.stringify writes it. New string (len bytes plus a
+ * NUL), or NULL. */
+char *fmt_json_value_text(const json_t *value, size_t *len);
+
+struct import_field {
+    const char *name;         /* NUL-ended, in the record */
+    size_t name_len;
+    const char *text;         /* NUL-ended, text_len bytes, in the record */
+    size_t text_len;
+    bool is_null;             /* the value was JSON null */
+};
+
+/* One allocation: free() frees the record with its fields and bytes. */
+struct import_record {
+    const char *id;           /* NUL-ended, in the record */
+    size_t id_len;
+    size_t file_index;        /* where the id was first seen */
+    size_t line;
+    size_t field_count;
+    struct import_field fields[];   /* in member order; the bytes follow */
+};
+
+struct import_records {
+    struct import_record **order;  /* owned records, first-seen order; the
+                                    * caller may free one and set it NULL */
+    size_t count;
+    size_t cap;
+    size_t *slots;            /* owned: index + 1 into order, 0 = empty */
+    size_t slot_count;        /* power of two, at least twice count */
+};
+
+void import_records_init(struct import_records *records);
+void import_records_release(struct import_records *records);
+/* Adds the members of object (borrowed; its strings are copied) under id:
+ * a new record first seen at (file_index, line), or merged onto the record
+ * of that id (its members keep their places and take the new values, new
+ * members follow). Returns 0 when new, 1 when merged, or -ENOMEM with
+ * nothing changed. */
+int import_records_add(struct import_records *records, const char *id,
+                       size_t id_len, const json_t *object, size_t file_index,
+                       size_t line);
 
 #endif

@@ -139,7 +139,8 @@ static unsigned char *decode_base64(const json_t *text, size_t *len, int *rc)
     return bytes;
 }
 
-/* Metadata from "metadataBase64" ([[name64, value64], ...]) onto *meta. */
+/* Metadata from "metadataBase64" ([[name64, value64], ...]) onto *meta
+ * (private: built in place). */
 static int exact_metadata(struct load_state *state, const char *shown,
                           const json_t *pairs, struct s3m_meta **meta)
 {
@@ -184,14 +185,11 @@ static int exact_metadata(struct load_state *state, const char *shown,
                                 "\"metadataBase64\" entry %zu has an empty "
                                 "name or one with NUL", index);
         }
-        struct s3m_meta *next = s3m_meta_with(*meta, (const char *)name,
-                                              value, value_len);
+        rc = s3m_meta_set(*meta, (const char *)name, value, value_len);
         free(name);
         free(value);
-        if (!next)
+        if (rc)
             return object_error(state, shown, ENOMEM, "out of memory");
-        s3m_meta_unref(*meta);
-        *meta = next;
     }
     return 0;
 }
@@ -244,14 +242,11 @@ static int build_metadata(struct load_state *state, const char *shown,
                                   "a metadata name is empty or holds NUL");
                 break;
             }
-            struct s3m_meta *next = s3m_meta_with(
-                meta, name, json_string_value(value), json_string_length(value));
-            if (!next) {
+            if (s3m_meta_set(meta, name, json_string_value(value),
+                             json_string_length(value))) {
                 rc = object_error(state, shown, ENOMEM, "out of memory");
                 break;
             }
-            s3m_meta_unref(meta);
-            meta = next;
         }
     }
     if (rc) {

@@ -101,6 +101,25 @@ static bool uri_unreserved(unsigned char c)
            (c >= '0' && c <= '9') || (c && strchr("-_.!~*'()", c) != NULL);
 }
 
+bool fmt_s3db_value_plain(const char *value, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    size_t i = 0;
+
+    /* eight bytes at a time: a byte below 0x20, or above 0x7e (which also
+     * catches the high bit), sets its high bit in the test */
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, value + i, 8);
+        if (((w - ones * 0x20) | (w + ones * (127 - 0x7e)) | w) & highs)
+            return false;
+    }
+    for (; i < len; i++)
+        if ((unsigned char)value[i] < 0x20 || (unsigned char)value[i] > 0x7e)
+            return false;
+    return true;
+}
+
 int s3m_format_s3db_value_encode(const char *value, size_t len, char **out,
                                  size_t *out_len)
 {
@@ -110,11 +129,8 @@ int s3m_format_s3db_value_encode(const char *value, size_t len, char **out,
     char *encoded;
 
     /* printable ASCII, by far the usual value, is kept as it is */
-    while (i < len && bytes[i] >= 0x20 && bytes[i] <= 0x7e)
-        i++;
-    if (i == len)
+    if (fmt_s3db_value_plain(value, len))
         return copy_out(value, len, out, out_len);
-    i = 0;
     if (!s3m_utf8_valid(value, len)) {
         use_base64 = true;
     } else {

@@ -95,15 +95,15 @@ static int copy_optional(char **dst, const char *text)
     return *dst ? 0 : -ENOMEM;
 }
 
-/* New copy of meta (NULL = empty) with room for `extra` more entries, or NULL. */
-static struct s3m_meta *meta_copy(const struct s3m_meta *meta, size_t extra)
+/* New copy of meta (NULL = empty), or NULL. */
+static struct s3m_meta *meta_copy(const struct s3m_meta *meta)
 {
     struct s3m_meta *copy = s3m_meta_new();
     if (!copy)
         return NULL;
     size_t count = meta ? meta->count : 0;
-    if (count + extra) {
-        copy->entries = s3m_calloc(count + extra, sizeof(*copy->entries));
+    if (count) {
+        copy->entries = s3m_calloc(count, sizeof(*copy->entries));
         if (!copy->entries)
             goto fail;
     }
@@ -124,19 +124,25 @@ fail:
     return NULL;
 }
 
-/* Sets name in copy (which has room for one more entry). 0 or -ENOMEM. */
-static int meta_put(struct s3m_meta *copy, const char *name, const void *value,
-                    size_t value_len)
+int s3m_meta_set(struct s3m_meta *meta, const char *name, const void *value,
+                 size_t value_len)
 {
+    ssize_t i = find_index(meta, name);
+    if (i < 0) {
+        struct s3m_meta_entry *grown =
+            s3m_realloc(meta->entries, (meta->count + 1) * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        meta->entries = grown;
+    }
     struct s3m_meta_entry entry;
     if (entry_copy(&entry, name, value, value_len))
         return -ENOMEM;
-    ssize_t i = find_index(copy, name);
     if (i >= 0) {
-        entry_release(&copy->entries[i]);
-        copy->entries[i] = entry;
+        entry_release(&meta->entries[i]);
+        meta->entries[i] = entry;
     } else {
-        copy->entries[copy->count++] = entry;
+        meta->entries[meta->count++] = entry;
     }
     return 0;
 }
@@ -144,8 +150,8 @@ static int meta_put(struct s3m_meta *copy, const char *name, const void *value,
 struct s3m_meta *s3m_meta_with(const struct s3m_meta *meta, const char *name,
                                const void *value, size_t value_len)
 {
-    struct s3m_meta *copy = meta_copy(meta, 1);
-    if (copy && meta_put(copy, name, value, value_len)) {
+    struct s3m_meta *copy = meta_copy(meta);
+    if (copy && s3m_meta_set(copy, name, value, value_len)) {
         s3m_meta_unref(copy);
         return NULL;
     }
@@ -154,7 +160,7 @@ struct s3m_meta *s3m_meta_with(const struct s3m_meta *meta, const char *name,
 
 struct s3m_meta *s3m_meta_without(const struct s3m_meta *meta, const char *name)
 {
-    struct s3m_meta *copy = meta_copy(meta, 0);
+    struct s3m_meta *copy = meta_copy(meta);
     if (!copy)
         return NULL;
     ssize_t i = find_index(copy, name);
@@ -171,7 +177,7 @@ struct s3m_meta *s3m_meta_with_type(const struct s3m_meta *meta,
                                     const char *content_type,
                                     const char *content_encoding)
 {
-    struct s3m_meta *copy = meta_copy(meta, 0);
+    struct s3m_meta *copy = meta_copy(meta);
     if (!copy)
         return NULL;
     free(copy->content_type);
@@ -187,13 +193,12 @@ struct s3m_meta *s3m_meta_with_type(const struct s3m_meta *meta,
 struct s3m_meta *s3m_meta_merge(const struct s3m_meta *meta,
                                 const struct s3m_meta *overlay)
 {
-    size_t extra = overlay ? overlay->count : 0;
-    struct s3m_meta *copy = meta_copy(meta, extra);
+    struct s3m_meta *copy = meta_copy(meta);
     if (!copy || !overlay)
         return copy;
     for (size_t k = 0; k < overlay->count; k++) {
         const struct s3m_meta_entry *e = &overlay->entries[k];
-        if (meta_put(copy, e->name, e->value, e->value_len)) {
+        if (s3m_meta_set(copy, e->name, e->value, e->value_len)) {
             s3m_meta_unref(copy);
             return NULL;
         }

@@ -793,6 +793,34 @@ static void test_s3db_value_encoding(void)
     free(out);
 }
 
+/* Printable ASCII is checked eight bytes at a time: one byte just outside
+ * 0x20..0x7e, at any place of a word or of the tail, must still be seen. */
+static void test_s3db_value_plain_bounds(void)
+{
+    static const unsigned char outside[] = {0x01, 0x1f, 0x7f, 0x80, 0xc3};
+    static const unsigned char inside[] = {0x20, 0x7e, 'a'};
+    char value[18];
+
+    for (size_t at = 0; at < 17; at++) {
+        for (size_t k = 0; k < sizeof(outside); k++) {
+            memset(value, 'x', 17);
+            value[17] = '\0';
+            value[at] = (char)outside[k];
+            char *out;
+            size_t len;
+            CHECK_INT(s3m_format_s3db_value_encode(value, 17, &out, &len), 0);
+            CHECK(len > 2 && out[1] == ':');      /* u: or b:, never as is */
+            free(out);
+        }
+        for (size_t k = 0; k < sizeof(inside); k++) {
+            memset(value, 'x', 17);
+            value[17] = '\0';
+            value[at] = (char)inside[k];
+            check_encode(value, value);
+        }
+    }
+}
+
 /* ---- backups ------------------------------------------------------------ */
 
 static void check_shop_records(struct s3m_store *store, bool with_posts)
@@ -1512,6 +1540,7 @@ int main(void)
     RUN(test_load_checks_etags_in_order);
     RUN(test_load_enforces_limits);
     RUN(test_s3db_value_encoding);
+    RUN(test_s3db_value_plain_bounds);
     RUN(test_import_fixture_backups);
     RUN(test_export_matches_fixture);
     RUN(test_export_record_shapes);
