@@ -7,9 +7,11 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -70,6 +72,11 @@ int fmt_thread_start(pthread_t *thread, void *(*main_fn)(void *), void *arg)
 int fmt_read_whole(FILE *file, char **text, size_t *len)
 {
     size_t cap = 1 << 16, used = 0;
+    struct stat st;
+    /* a regular file's size, plus room to see its end: one allocation */
+    if (fstat(fileno(file), &st) == 0 && S_ISREG(st.st_mode) &&
+        (uint64_t)st.st_size < SIZE_MAX / 2 && (size_t)st.st_size >= cap)
+        cap = (size_t)st.st_size + 1;
     char *buf = s3m_malloc(cap + 1);
     if (!buf)
         return -ENOMEM;

@@ -69,6 +69,32 @@ static void test_strings_decode(void)
     json_decref(value);
 }
 
+/* Strings are scanned 8 bytes at a time: an escape, a UTF-8 sequence, a
+ * control byte or the closing quote at any place of a word or of the tail
+ * must be seen where it is. */
+static void test_string_scan_bounds(void)
+{
+    static const char *const specials[] = {"\\n", "\\\"", "\xc3\xa9",
+                                           "\xe2\x82\xac", "~", " "};
+    for (size_t at = 0; at < 19; at++) {
+        for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+            char text[64];
+            int n = snprintf(text, sizeof(text), "[\"%.*s%s%.*s\",1]", (int)at,
+                             "abcdefghijklmnopqrstuvwxyz", specials[k],
+                             (int)(18 - at), "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+            json_error_t error;
+            json_t *ours = parse(text);
+            json_t *theirs = json_loadb(text, (size_t)n, 0, &error);
+            CHECK(ours != NULL && theirs != NULL && json_equal(ours, theirs));
+            json_decref(ours);
+            json_decref(theirs);
+            text[2 + at] = '\x01';          /* a control byte: refused */
+            struct fmt_json_error refusal = refused(text, (size_t)n);
+            CHECK_INT(refusal.position, 2 + at);
+        }
+    }
+}
+
 static void test_big_integer_becomes_real(void)
 {
     json_t *value = parse("[9223372036854775808, -1e400000000000000000]");
@@ -229,6 +255,7 @@ int main(void)
 {
     RUN(test_values_match_jansson);
     RUN(test_strings_decode);
+    RUN(test_string_scan_bounds);
     RUN(test_big_integer_becomes_real);
     RUN(test_refusals);
     RUN(test_depth_is_limited);
