@@ -258,6 +258,8 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
         goto signals;
     fuse_daemonize(cmdline->foreground);
     s3m_fs_start(fs); /* threads only after the fork of daemonize */
+    if (s3m_body_pool_start() != 0)
+        s3m_log("cannot start the chunk pool: big writes fault their own pages");
     s3m_log("mounted bucket '%s' at %s", s3m_store_bucket(store), cmdline->mountpoint);
     if ((opts->autopersist || opts->autopersist_ms) &&
         s3m_ctl_start_autopersist(ctl, opts->autopersist_ms) != 0)
@@ -278,6 +280,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     s3m_ctl_stop_autopersist(ctl);
     if (s3m_ctl_persist(ctl, false) != 0)
         rc = 1;
+    s3m_body_pool_stop();
     fuse_session_unmount(se);
     s3m_log("unmounted %s", cmdline->mountpoint);
 signals:

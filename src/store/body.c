@@ -58,10 +58,18 @@ uint64_t s3m_body_memory_used(void)
 
 /* New chunk whose bytes [keep_from, keep_to) are left for the caller to
  * fill and every other byte is zero. */
+size_t chunk_alloc_size(uint32_t capacity)
+{
+    return sizeof(struct s3m_chunk) + capacity;
+}
+
 static struct s3m_chunk *chunk_new_partial(uint32_t capacity, size_t keep_from,
                                            size_t keep_to)
 {
-    struct s3m_chunk *chunk = s3m_malloc(sizeof(*chunk) + capacity);
+    /* a full chunk comes faulted in from the pool when it has one */
+    struct s3m_chunk *chunk = capacity == S3M_CHUNK_SIZE ? chunk_pool_take() : NULL;
+    if (!chunk)
+        chunk = s3m_malloc(chunk_alloc_size(capacity));
     if (!chunk)
         return NULL;
     atomic_init(&chunk->refcount, 1);

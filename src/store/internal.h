@@ -134,6 +134,14 @@ void body_md5(const struct s3m_body *body, unsigned char md5[16]);
 /* Hex MD5 of body, from the cache or computed (and cached) without a lock. */
 void body_etag(struct s3m_body *body, char out[33]);
 
+/* ---- chunk_pool.c */
+/* Bytes of one allocation of a chunk of this capacity (body.c). */
+size_t chunk_alloc_size(uint32_t capacity);
+/* An allocation of chunk_alloc_size(S3M_CHUNK_SIZE) bytes with its pages
+ * faulted in (new: free() frees it), or NULL when the pool has none or is
+ * not running; asks the pool thread to refill. */
+void *chunk_pool_take(void);
+
 /* ---- store.c helpers shared with list.c and object.c */
 #define STORE_CHANGED(store) \
     atomic_fetch_add_explicit(&(store)->generation, 1, memory_order_relaxed)
