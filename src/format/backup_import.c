@@ -37,6 +37,7 @@ struct import_state {
     struct s3m_import_report report;
     struct import_resource *resources;
     size_t resource_count;
+    struct import_line line;  /* the line being read, reused */
 };
 
 /* ---- the report -------------------------------------------------------- */
@@ -363,37 +364,6 @@ static int apply_filter(struct import_state *state, const char *filter_text)
 
 /* ---- reading records --------------------------------------------------- */
 
-/* The record's id as a new string: "id", else "_id"; a non-empty string or
- * a non-zero integer (as JavaScript's `record.id || record._id`). NULL with
- * *rc 0 when there is none. */
-static char *record_id(const json_t *record, size_t *len, int *rc)
-{
-    static const char *const names[] = {"id", "_id"};
-
-    *rc = 0;
-    for (size_t i = 0; i < 2; i++) {
-        const json_t *value = json_object_get(record, names[i]);
-        char digits[32];
-        if (json_is_string(value) && json_string_length(value) > 0) {
-            *len = json_string_length(value);
-            char *id = s3m_memdup(json_string_value(value), *len + 1);
-            if (!id)
-                *rc = -ENOMEM;
-            return id;
-        }
-        if (json_is_integer(value) && json_integer_value(value) != 0) {
-            snprintf(digits, sizeof(digits), "%" JSON_INTEGER_FORMAT,
-                     json_integer_value(value));
-            *len = strlen(digits);
-            char *id = s3m_strdup(digits);
-            if (!id)
-                *rc = -ENOMEM;
-            return id;
-        }
-    }
-    return NULL;
-}
-
 /* A bad line: all or nothing with clear, else reported. */
 __attribute__((format(printf, 5, 6)))
 static int bad_line(struct import_state *state,
@@ -429,41 +399,35 @@ static int take_line(struct import_state *state,
 {
     const char *file = resource->files[file_index];
     struct fmt_json_error error;
-    json_t *record;
-    char *id;
+    const char *id;
     size_t id_len;
     int rc;
 
     if (blank(text, len))
         return 0;
     state->report.lines++;
-    record = fmt_json_parse(text, len, &error);
-    if (!record) {
+    rc = import_line_parse(&state->line, text, len, &error);
+    if (rc == 1) {            /* not an object: valid JSON, or which error */
+        json_t *value = fmt_json_parse(text, len, &error);
+        json_decref(value);
+        if (value)
+            return bad_line(state, resource, file, line, "not a JSON object");
+        rc = -1;
+    }
+    if (rc < 0) {
         if (error.code == -ENOMEM)
             return out_of_memory(state);
         return bad_line(state, resource, file, line,
                         "not a JSON object: %s at column %d", error.text,
                         error.column);
     }
-    if (!json_is_object(record)) {
-        json_decref(record);
-        return bad_line(state, resource, file, line, "not a JSON object");
-    }
-    id = record_id(record, &id_len, &rc);
-    if (!id || memchr(id, '/', id_len) || strlen(id) != id_len) {
-        json_decref(record);
-        if (rc)
-            return out_of_memory(state);
-        rc = bad_line(state, resource, file, line,
-                      id ? "the id holds '/' or NUL"
-                         : "the record has no \"id\" or \"_id\"");
-        free(id);
-        return rc;
-    }
-    rc = import_records_add(&resource->records, id, id_len, record,
+    id = import_line_id(&state->line, &id_len);
+    if (!id || memchr(id, '/', id_len) || strlen(id) != id_len)
+        return bad_line(state, resource, file, line,
+                        id ? "the id holds '/' or NUL"
+                           : "the record has no \"id\" or \"_id\"");
+    rc = import_records_add(&resource->records, id, id_len, &state->line,
                             file_index, line);
-    json_decref(record);
-    free(id);
     if (rc < 0)
         return out_of_memory(state);
     state->report.merges += (size_t)rc;
@@ -937,6 +901,7 @@ int s3m_format_import_backup(struct s3m_store *store, const char *dir,
     for (size_t i = 0; i < state.resource_count; i++)
         resource_release(&state.resources[i]);
     free(state.resources);
+    import_line_release(&state.line);
     sort_errors(&state.report);
     if (report)
         *report = state.report;

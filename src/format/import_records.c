@@ -5,14 +5,14 @@
  * truncated file must stop it before the store changes, and a later line
  * merges into the earlier record of its id). Kept as jansson trees, the
  * records cost about ten allocations each, and freeing them was a quarter
- * of the import (perf, 20,000 records). Here a record is one allocation:
- * its members' names and texts (a string's bytes; any other value's JSON as
+ * of the import (perf, 20,000 records). Here a line is parsed member by
+ * member (fmt_json_parse_flat) into a struct import_line, whose arrays are
+ * reused from line to line, and becomes a record of one allocation: its
+ * members' names and texts (a string's bytes; any other value's JSON as
  * JSON.stringify writes it) packed behind an array of fields. Records are
- * found by id in an open-addressing table and kept in first-seen order. The
- * parsed tree is freed by the caller as soon as its record is built, while
- * it is still in the cache.
+ * found by id in an open-addressing table and kept in first-seen order.
  *
- * Not thread-shared: one import owns its table.
+ * Not thread-shared: one import owns its line and its table.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,23 +20,6 @@
 
 #include "internal.h"
 #include "s3mem/util.h"
-
-/* One member while a record is built: borrowed name and text, or text
- * owned here (a non-string value's JSON). */
-struct member {
-    const char *name;
-    size_t name_len;
-    const char *text;
-    size_t text_len;
-    bool is_null;
-    char *owned;
-};
-
-struct builder {
-    struct member *members;   /* owned */
-    size_t count;
-    size_t cap;
-};
 
 char *fmt_json_value_text(const json_t *value, size_t *len)
 {
@@ -62,62 +45,123 @@ char *fmt_json_value_text(const json_t *value, size_t *len)
     return copy;
 }
 
-static void builder_release(struct builder *b)
+/* ---- one line ------------------------------------------------------------ */
+
+void import_line_release(struct import_line *line)
 {
-    for (size_t i = 0; i < b->count; i++)
-        free(b->members[i].owned);
-    free(b->members);
+    free(line->members);
+    free(line->bytes);
+    *line = (struct import_line){0};
 }
 
-/* Sets name to the member m (its name borrowed): replaces the text of a
- * member of that name, in its place, or appends. Takes m.owned, also on
- * failure. 0 or -ENOMEM. */
-static int builder_set(struct builder *b, struct member m)
+/* Copies len bytes and a NUL into line's bytes; their offset, or
+ * (size_t)-1 without memory. */
+static size_t line_keep(struct import_line *line, const char *bytes, size_t len)
 {
-    for (size_t i = 0; i < b->count; i++) {
-        struct member *old = &b->members[i];
-        if (old->name_len == m.name_len &&
-            memcmp(old->name, m.name, m.name_len) == 0) {
-            free(old->owned);
-            *old = m;
-            return 0;
-        }
+    if (line->used + len + 1 > line->bytes_cap) {
+        size_t cap = line->bytes_cap ? line->bytes_cap : 4096;
+        while (cap < line->used + len + 1)
+            cap *= 2;
+        char *grown = s3m_realloc(line->bytes, cap);
+        if (!grown)
+            return (size_t)-1;
+        line->bytes = grown;
+        line->bytes_cap = cap;
     }
-    if (b->count == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 8;
-        struct member *grown = s3m_realloc(b->members, cap * sizeof(*grown));
-        if (!grown) {
-            free(m.owned);
+    size_t at = line->used;
+    memcpy(line->bytes + at, bytes, len);
+    line->bytes[at + len] = '\0';
+    line->used += len + 1;
+    return at;
+}
+
+/* The member named name (name_len bytes), or NULL. */
+static struct import_member *line_find(const struct import_line *line,
+                                       const char *name, size_t name_len)
+{
+    for (size_t i = 0; i < line->count; i++) {
+        struct import_member *m = &line->members[i];
+        if (m->name_len == name_len &&
+            memcmp(line->bytes + m->name_at, name, name_len) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+/* fmt_json_flat_fn: sets the member (a later one of a name takes the
+ * earlier one's place, as jansson does). */
+static int line_member(void *ctx, const char *key, size_t key_len,
+                       const char *bytes, size_t len, json_t *value)
+{
+    struct import_line *line = ctx;
+    char *owned = NULL;
+    struct import_member m = {.name_len = key_len, .text_len = len};
+
+    if (value) {
+        m.is_null = json_is_null(value);
+        m.nonzero_integer =
+            json_is_integer(value) && json_integer_value(value) != 0;
+        if (!(bytes = owned = fmt_json_value_text(value, &m.text_len)))
             return -ENOMEM;
-        }
-        b->members = grown;
-        b->cap = cap;
+    } else {
+        m.is_string = true;
     }
-    b->members[b->count++] = m;
+    struct import_member *same = line_find(line, key, key_len);
+    m.name_at = same ? same->name_at : line_keep(line, key, key_len);
+    m.text_at = m.name_at == (size_t)-1 ? (size_t)-1
+                                        : line_keep(line, bytes, m.text_len);
+    free(owned);
+    if (m.text_at == (size_t)-1)
+        return -ENOMEM;
+    if (same) {
+        *same = m;
+        return 0;
+    }
+    if (line->count == line->cap) {
+        size_t cap = line->cap ? line->cap * 2 : 16;
+        struct import_member *grown =
+            s3m_realloc(line->members, cap * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        line->members = grown;
+        line->cap = cap;
+    }
+    line->members[line->count++] = m;
     return 0;
 }
 
-/* Sets every member of object (borrowed). 0 or -ENOMEM. */
-static int builder_add_object(struct builder *b, const json_t *object)
+int import_line_parse(struct import_line *line, const char *text, size_t len,
+                      struct fmt_json_error *error)
 {
-    const char *name;
-    size_t name_len;
-    json_t *value;
+    line->count = 0;
+    line->used = 0;
+    return fmt_json_parse_flat(text, len, line_member, line, error);
+}
 
-    json_object_keylen_foreach((json_t *)object, name, name_len, value) {
-        struct member m = {.name = name, .name_len = name_len,
-                           .is_null = json_is_null(value)};
-        if (json_is_string(value)) {
-            m.text = json_string_value(value);
-            m.text_len = json_string_length(value);
-        } else if (!(m.text = m.owned = fmt_json_value_text(value,
-                                                            &m.text_len))) {
-            return -ENOMEM;
+const char *import_line_id(const struct import_line *line, size_t *len)
+{
+    static const char *const names[] = {"id", "_id"};
+
+    for (size_t i = 0; i < 2; i++) {
+        const struct import_member *m = line_find(line, names[i], strlen(names[i]));
+        if (m && ((m->is_string && m->text_len > 0) || m->nonzero_integer)) {
+            *len = m->text_len;
+            return line->bytes + m->text_at;
         }
-        if (builder_set(b, m))
-            return -ENOMEM;
     }
-    return 0;
+    return NULL;
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+/* A field from a line's member, pointing into the line. */
+static struct import_field field_of(const struct import_line *line,
+                                    const struct import_member *m)
+{
+    return (struct import_field){
+        .name = line->bytes + m->name_at, .name_len = m->name_len,
+        .text = line->bytes + m->text_at, .text_len = m->text_len,
+        .is_null = m->is_null};
 }
 
 /* Copies len bytes and a NUL to *at; returns where they went. */
@@ -130,34 +174,67 @@ static const char *pack(char **at, const char *bytes, size_t len)
     return start;
 }
 
-/* A new record of the builder's members, or NULL. */
-static struct import_record *record_new(const struct builder *b,
-                                        const char *id, size_t id_len,
-                                        size_t file_index, size_t line)
+/* A new record of count fields (borrowed; copied), or NULL. */
+static struct import_record *record_new(const struct import_field *fields,
+                                        size_t count, const char *id,
+                                        size_t id_len, size_t file_index,
+                                        size_t line)
 {
     size_t bytes = id_len + 1;
-    for (size_t i = 0; i < b->count; i++)
-        bytes += b->members[i].name_len + b->members[i].text_len + 2;
+    for (size_t i = 0; i < count; i++)
+        bytes += fields[i].name_len + fields[i].text_len + 2;
     struct import_record *record =
-        s3m_malloc(sizeof(*record) + b->count * sizeof(record->fields[0]) +
-                   bytes);
+        s3m_malloc(sizeof(*record) + count * sizeof(record->fields[0]) + bytes);
     if (!record)
         return NULL;
-    char *at = (char *)&record->fields[b->count];
+    char *at = (char *)&record->fields[count];
     record->id = pack(&at, id, id_len);
     record->id_len = id_len;
     record->file_index = file_index;
     record->line = line;
-    record->field_count = b->count;
-    for (size_t i = 0; i < b->count; i++) {
-        const struct member *m = &b->members[i];
+    record->field_count = count;
+    for (size_t i = 0; i < count; i++) {
         struct import_field *f = &record->fields[i];
-        f->name = pack(&at, m->name, m->name_len);
-        f->name_len = m->name_len;
-        f->text = pack(&at, m->text, m->text_len);
-        f->text_len = m->text_len;
-        f->is_null = m->is_null;
+        *f = fields[i];
+        f->name = pack(&at, fields[i].name, fields[i].name_len);
+        f->text = pack(&at, fields[i].text, fields[i].text_len);
     }
+    return record;
+}
+
+/* A record of the line's members: onto old's fields when old is set (its
+ * members keep their places and take the line's values; new ones follow),
+ * at old's place of first sight. NULL without memory. */
+static struct import_record *record_of_line(const struct import_record *old,
+                                            const struct import_line *line,
+                                            const char *id, size_t id_len,
+                                            size_t file_index, size_t line_no)
+{
+    size_t old_count = old ? old->field_count : 0, count = 0;
+    struct import_field *fields =
+        s3m_malloc((old_count + line->count + 1) * sizeof(*fields));
+    if (!fields)
+        return NULL;
+    for (size_t i = 0; i < old_count; i++) {
+        const struct import_field *f = &old->fields[i];
+        const struct import_member *m = line_find(line, f->name, f->name_len);
+        fields[count++] = m ? field_of(line, m) : *f;
+    }
+    for (size_t i = 0; i < line->count; i++) {
+        const struct import_member *m = &line->members[i];
+        bool merged = false;
+        for (size_t j = 0; j < old_count && !merged; j++)
+            merged = old->fields[j].name_len == m->name_len &&
+                     memcmp(old->fields[j].name, line->bytes + m->name_at,
+                            m->name_len) == 0;
+        if (!merged)
+            fields[count++] = field_of(line, &line->members[i]);
+    }
+    struct import_record *record =
+        old ? record_new(fields, count, old->id, old->id_len, old->file_index,
+                         old->line)
+            : record_new(fields, count, id, id_len, file_index, line_no);
+    free(fields);
     return record;
 }
 
@@ -221,32 +298,16 @@ static int reserve_one(struct import_records *records)
 }
 
 int import_records_add(struct import_records *records, const char *id,
-                       size_t id_len, const json_t *object, size_t file_index,
-                       size_t line)
+                       size_t id_len, const struct import_line *line,
+                       size_t file_index, size_t line_no)
 {
-    struct builder b = {0};
-    struct import_record *existing = NULL, *record;
-    size_t *slot;
     int rc = reserve_one(records);
-
     if (rc)
         return rc;
-    slot = find_slot(records, id, id_len);
-    if (*slot) {
-        existing = records->order[*slot - 1];
-        file_index = existing->file_index;
-        line = existing->line;
-        for (size_t i = 0; !rc && i < existing->field_count; i++) {
-            const struct import_field *f = &existing->fields[i];
-            rc = builder_set(&b, (struct member){
-                .name = f->name, .name_len = f->name_len, .text = f->text,
-                .text_len = f->text_len, .is_null = f->is_null});
-        }
-    }
-    if (!rc)
-        rc = builder_add_object(&b, object);
-    record = rc ? NULL : record_new(&b, id, id_len, file_index, line);
-    builder_release(&b);
+    size_t *slot = find_slot(records, id, id_len);
+    struct import_record *existing = *slot ? records->order[*slot - 1] : NULL;
+    struct import_record *record =
+        record_of_line(existing, line, id, id_len, file_index, line_no);
     if (!record)
         return -ENOMEM;
     if (existing) {

@@ -119,6 +119,20 @@ struct fmt_json_error {
 json_t *fmt_json_parse(const char *text, size_t len,
                        struct fmt_json_error *error);
 
+/* Called with each member of a flat object, in order (a repeated name
+ * comes again): a string value as its bytes (len bytes, valid for the call
+ * only) with value NULL; any other value parsed, borrowed for the call.
+ * Non-zero stops the parse. */
+typedef int (*fmt_json_flat_fn)(void *ctx, const char *key, size_t key_len,
+                                const char *bytes, size_t len, json_t *value);
+
+/* Parses len bytes holding one JSON object member by member, without
+ * building it: 0; 1 when the text does not start with '{' (parse it with
+ * fmt_json_parse to learn what it is); -1 with error set, as
+ * fmt_json_parse would set it (error->stopped when fn stopped it). */
+int fmt_json_parse_flat(const char *text, size_t len, fmt_json_flat_fn fn,
+                        void *ctx, struct fmt_json_error *error);
+
 /* Called with each member of a streamed object; key (NUL-ended, key_len
  * bytes) and value are borrowed for the call. Non-zero stops the parse. */
 typedef int (*fmt_json_member_fn)(void *ctx, const char *key, size_t key_len,
@@ -188,15 +202,46 @@ struct import_records {
     size_t slot_count;        /* power of two, at least twice count */
 };
 
+/* One member of a parsed line: offsets into the line's bytes. */
+struct import_member {
+    size_t name_at;
+    size_t name_len;
+    size_t text_at;
+    size_t text_len;
+    bool is_string;
+    bool is_null;
+    bool nonzero_integer;
+};
+
+/* A parsed line, reused from line to line (import_line_parse resets it). */
+struct import_line {
+    struct import_member *members;  /* owned; a repeated name once */
+    size_t count;
+    size_t cap;
+    char *bytes;              /* owned: names and texts, NUL-ended */
+    size_t used;
+    size_t bytes_cap;
+};
+
+void import_line_release(struct import_line *line);
+/* Parses one line holding a JSON object into line: 0; 1 when the text does
+ * not start with '{' (fmt_json_parse it to learn what it is); -1 with error
+ * set (error->code -ENOMEM without memory). */
+int import_line_parse(struct import_line *line, const char *text, size_t len,
+                      struct fmt_json_error *error);
+/* The record's id, as JavaScript's `record.id || record._id`: a non-empty
+ * string's bytes or a non-zero integer's digits (borrowed from line, len
+ * bytes), or NULL. */
+const char *import_line_id(const struct import_line *line, size_t *len);
+
 void import_records_init(struct import_records *records);
 void import_records_release(struct import_records *records);
-/* Adds the members of object (borrowed; its strings are copied) under id:
- * a new record first seen at (file_index, line), or merged onto the record
- * of that id (its members keep their places and take the new values, new
- * members follow). Returns 0 when new, 1 when merged, or -ENOMEM with
- * nothing changed. */
+/* Adds the line's members under id (copied): a new record first seen at
+ * (file_index, line_no), or merged onto the record of that id (its members
+ * keep their places and take the new values, new members follow). Returns
+ * 0 when new, 1 when merged, or -ENOMEM with nothing changed. */
 int import_records_add(struct import_records *records, const char *id,
-                       size_t id_len, const json_t *object, size_t file_index,
-                       size_t line);
+                       size_t id_len, const struct import_line *line,
+                       size_t file_index, size_t line_no);
 
 #endif

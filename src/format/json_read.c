@@ -570,6 +570,67 @@ static json_t *parse_value(struct json_reader *r)
     }
 }
 
+/* One member of a flat object to fn. Returns 0 or -1 (error recorded). */
+static int flat_member(struct json_reader *r, fmt_json_flat_fn fn, void *ctx)
+{
+    size_t key_len, len;
+    char *key = read_key(r, &key_len);
+    const char *bytes;
+    json_t *value = NULL;
+    int rc = -1;
+
+    if (!key)
+        return -1;
+    if (expect(r, ':', "':'"))
+        goto out;
+    skip_space(r);
+    if (r->pos < r->len && r->text[r->pos] == '"') {
+        if (read_string(r, &bytes, &len))
+            goto out;
+        rc = fn(ctx, key, key_len, bytes, len, NULL);
+    } else {
+        if (!(value = parse_value(r)))
+            goto out;
+        rc = fn(ctx, key, key_len, NULL, 0, value);
+    }
+    if (rc) {
+        fail_at(r, r->pos, rc, "stopped by the caller");
+        r->error->stopped = true;
+        rc = -1;
+    }
+out:
+    json_decref(value);
+    free(key);
+    return rc;
+}
+
+int fmt_json_parse_flat(const char *text, size_t len, fmt_json_flat_fn fn,
+                        void *ctx, struct fmt_json_error *error)
+{
+    struct json_reader r = {.text = (const unsigned char *)text, .len = len,
+                            .error = error, .depth = 1};
+    int done;
+
+    memset(error, 0, sizeof(*error));
+    skip_space(&r);
+    if (r.pos >= r.len || r.text[r.pos] != '{')
+        return 1;
+    done = open_empty(&r, '}') ? 1 : 0;
+    while (done == 0) {
+        done = flat_member(&r, fn, ctx) ? -1
+               : end_or_comma(&r, '}', "',' or '}'");
+    }
+    if (done > 0) {
+        skip_space(&r);
+        if (r.pos < r.len) {
+            fail_at(&r, r.pos, -EINVAL, "end of input expected");
+            done = -1;
+        }
+    }
+    free(r.scratch);
+    return done > 0 ? 0 : -1;
+}
+
 json_t *fmt_json_parse(const char *text, size_t len,
                        struct fmt_json_error *error)
 {

@@ -227,6 +227,65 @@ static void test_streamed_member(void)
     json_decref(root);
 }
 
+/* fmt_json_parse_flat: "key=kind:text" of each member, in order. */
+struct flat_seen {
+    char text[512];
+    int stop_at;
+    int calls;
+};
+
+static int take_flat(void *ctx, const char *key, size_t key_len,
+                     const char *bytes, size_t len, json_t *value)
+{
+    struct flat_seen *seen = ctx;
+    size_t used = strlen(seen->text);
+    char *dumped = value ? json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    snprintf(seen->text + used, sizeof(seen->text) - used, "%.*s=%s:%.*s;",
+             (int)key_len, key, value ? "v" : "s", value ? (int)strlen(dumped) : (int)len,
+             value ? dumped : bytes);
+    free(dumped);
+    return ++seen->calls == seen->stop_at ? -E2BIG : 0;
+}
+
+static void test_flat_members(void)
+{
+    const char *text = " {\"id\":\"a\\nb\",\"n\":-3,\"o\":{\"k\":[1,null]},"
+                       "\"id\":\"\",\"z\":null} ";
+    struct fmt_json_error error;
+    struct flat_seen seen = {0};
+
+    CHECK_INT(fmt_json_parse_flat(text, strlen(text), take_flat, &seen, &error), 0);
+    CHECK_STR(seen.text, "id=s:a\nb;n=v:-3;o=v:{\"k\":[1,null]};id=s:;z=v:null;");
+    struct flat_seen empty = {0};
+    CHECK_INT(fmt_json_parse_flat("{}", 2, take_flat, &empty, &error), 0);
+    CHECK_INT(empty.calls, 0);
+    /* not an object: 1, nothing called */
+    CHECK_INT(fmt_json_parse_flat(" [1]", 4, take_flat, &empty, &error), 1);
+    CHECK_INT(fmt_json_parse_flat("", 0, take_flat, &empty, &error), 1);
+    CHECK_INT(empty.calls, 0);
+    /* bad objects fail where and as fmt_json_parse fails */
+    static const char *const bad[] = {
+        "{\"a\":1,}", "{\"a\" 1}", "{\"a\":\"x}", "{\"a\":tru}", "{\"a\":1} x",
+        "{\"a\":\"\x01\"}", "{\"a\\u0000\":1}", "{\"a\":[1,2}", "{1:2}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct flat_seen any = {0};
+        struct fmt_json_error flat_error;
+        CHECK_INT(fmt_json_parse_flat(bad[i], strlen(bad[i]), take_flat, &any,
+                                      &flat_error), -1);
+        struct fmt_json_error tree_error = refused(bad[i], strlen(bad[i]));
+        CHECK_INT(flat_error.position, tree_error.position);
+        CHECK_STR(flat_error.text, tree_error.text);
+        CHECK_INT(flat_error.code, -EINVAL);
+    }
+    /* the member function stops it with its own code */
+    struct flat_seen stop = {.stop_at = 2};
+    CHECK_INT(fmt_json_parse_flat(text, strlen(text), take_flat, &stop, &error), -1);
+    CHECK(error.stopped);
+    CHECK_INT(error.code, -E2BIG);
+    CHECK_INT(stop.calls, 2);
+}
+
 /* Every allocation failing in turn, jansson's too (through the hook):
  * -ENOMEM each time, never a crash or a leak, then success. */
 static void test_out_of_memory(void)
@@ -260,6 +319,7 @@ int main(void)
     RUN(test_refusals);
     RUN(test_depth_is_limited);
     RUN(test_streamed_member);
+    RUN(test_flat_members);
     RUN(test_out_of_memory);
     return CHECK_EXIT();
 }
