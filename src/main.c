@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -242,6 +243,28 @@ static int run_libfuse_loop(struct fuse_session *se, const struct fuse_cmdline_o
     return rc;
 }
 
+/* Starts the threads beside the request loop: the cache notifier, the
+ * chunk pool and autopersist. They start with SIGINT, SIGTERM and SIGHUP
+ * blocked, as the loop's workers do, so that libfuse's handlers run on the
+ * thread that waits for them. */
+static void start_helpers(struct s3m_fs *fs, struct s3m_ctl *ctl,
+                          const struct options *opts)
+{
+    sigset_t signals, old;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, &old);
+    s3m_fs_start(fs);
+    if (s3m_body_pool_start() != 0)
+        s3m_log("cannot start the chunk pool: big writes fault their own pages");
+    if ((opts->autopersist || opts->autopersist_ms) &&
+        s3m_ctl_start_autopersist(ctl, opts->autopersist_ms) != 0)
+        s3m_log("cannot start autopersist");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
                struct s3m_store *store, struct s3m_fs *fs,
                struct s3m_ctl *ctl, const struct options *opts)
@@ -257,13 +280,8 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     if (fuse_session_mount(se, cmdline->mountpoint) != 0)
         goto signals;
     fuse_daemonize(cmdline->foreground);
-    s3m_fs_start(fs); /* threads only after the fork of daemonize */
-    if (s3m_body_pool_start() != 0)
-        s3m_log("cannot start the chunk pool: big writes fault their own pages");
+    start_helpers(fs, ctl, opts); /* threads only after the fork of daemonize */
     s3m_log("mounted bucket '%s' at %s", s3m_store_bucket(store), cmdline->mountpoint);
-    if ((opts->autopersist || opts->autopersist_ms) &&
-        s3m_ctl_start_autopersist(ctl, opts->autopersist_ms) != 0)
-        s3m_log("cannot start autopersist");
     signal_ready(opts->ready_file);
     if (cmdline->singlethread)
         rc = fuse_session_loop(se);

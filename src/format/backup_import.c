@@ -563,7 +563,8 @@ static bool is_named(const struct import_field *field, const char *name)
 }
 
 /* A record's metadata: every field but id, _id and _body, encoded. New
- * metadata in *out; -EINVAL for an empty field name, or -ENOMEM. */
+ * metadata in *out; -EINVAL for an empty field name (the parser refuses
+ * names with NUL), or -ENOMEM. */
 static int record_metadata(const struct import_record *record,
                            struct s3m_meta **out)
 {
@@ -577,8 +578,7 @@ static int record_metadata(const struct import_record *record,
         if (is_named(field, "id") || is_named(field, "_id") ||
             is_named(field, "_body"))
             continue;
-        rc = field->name_len == 0 || strlen(field->name) != field->name_len
-                 ? -EINVAL : set_field(meta, field);
+        rc = field->name_len == 0 ? -EINVAL : set_field(meta, field);
     }
     if (rc) {
         s3m_meta_unref(meta);

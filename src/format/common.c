@@ -215,6 +215,29 @@ const unsigned char fmt_json_plain[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,            /* 0x70 */
 };
 
+/* True when one of the 8 bytes of w equals byte. */
+static bool word_has_byte(uint64_t w, unsigned char byte)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t x = w ^ (ones * byte);
+    return ((x - ones) & ~x & highs) != 0;
+}
+
+size_t fmt_json_plain_span(const unsigned char *text, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, text + i, 8);
+        if (fmt_word_has_unprintable(w) || word_has_byte(w, '"') ||
+            word_has_byte(w, '\\'))
+            break;
+    }
+    while (i < len && fmt_json_plain[text[i]])
+        i++;
+    return i;
+}
+
 bool fmt_out_json_string(struct fmt_out *out, const char *text, size_t len,
                          enum fmt_bad_utf8 bad)
 {
@@ -224,8 +247,7 @@ bool fmt_out_json_string(struct fmt_out *out, const char *text, size_t len,
 
     fmt_out_write(out, "\"", 1);
     while (i < len) {
-        while (i < len && fmt_json_plain[bytes[i]])
-            i++;
+        i += fmt_json_plain_span(bytes + i, len - i);
         if (i == len)
             break;
         unsigned char c = bytes[i];

@@ -21,16 +21,14 @@
 #include "internal.h"
 #include "s3mem/util.h"
 
-char *fmt_json_value_text(const json_t *value, size_t *len)
+/* The text a member that is not a string stands for: its JSON as
+ * JSON.stringify writes it. New string (len bytes plus a NUL), or NULL. */
+static char *value_json(const json_t *value, size_t *len)
 {
     struct fmt_out out = {0};
     char *text = NULL, *copy;
     size_t size = 0;
 
-    if (json_is_string(value)) {
-        *len = json_string_length(value);
-        return s3m_memdup(json_string_value(value), *len + 1);
-    }
     out.file = open_memstream(&text, &size);
     if (!out.file)
         return NULL;
@@ -101,7 +99,7 @@ static int line_member(void *ctx, const char *key, size_t key_len,
         m.is_null = json_is_null(value);
         m.nonzero_integer =
             json_is_integer(value) && json_integer_value(value) != 0;
-        if (!(bytes = owned = fmt_json_value_text(value, &m.text_len)))
+        if (!(bytes = owned = value_json(value, &m.text_len)))
             return -ENOMEM;
     } else {
         m.is_string = true;
@@ -202,6 +200,17 @@ static struct import_record *record_new(const struct import_field *fields,
     return record;
 }
 
+/* True when record has a field named name (name_len bytes). */
+static bool record_has(const struct import_record *record, const char *name,
+                       size_t name_len)
+{
+    for (size_t i = 0; i < record->field_count; i++)
+        if (record->fields[i].name_len == name_len &&
+            memcmp(record->fields[i].name, name, name_len) == 0)
+            return true;
+    return false;
+}
+
 /* A record of the line's members: onto old's fields when old is set (its
  * members keep their places and take the line's values; new ones follow),
  * at old's place of first sight. NULL without memory. */
@@ -222,13 +231,8 @@ static struct import_record *record_of_line(const struct import_record *old,
     }
     for (size_t i = 0; i < line->count; i++) {
         const struct import_member *m = &line->members[i];
-        bool merged = false;
-        for (size_t j = 0; j < old_count && !merged; j++)
-            merged = old->fields[j].name_len == m->name_len &&
-                     memcmp(old->fields[j].name, line->bytes + m->name_at,
-                            m->name_len) == 0;
-        if (!merged)
-            fields[count++] = field_of(line, &line->members[i]);
+        if (!old || !record_has(old, line->bytes + m->name_at, m->name_len))
+            fields[count++] = field_of(line, m);
     }
     struct import_record *record =
         old ? record_new(fields, count, old->id, old->id_len, old->file_index,

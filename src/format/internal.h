@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <zlib.h>
 
@@ -38,6 +39,21 @@ enum fmt_bad_utf8 {
  * ASCII except '"' and '\\'. Escapes, control bytes and UTF-8 sequences
  * (>= 0x80) take the slow paths. */
 extern const unsigned char fmt_json_plain[256];
+
+/* True when one of the 8 bytes of w is outside printable ASCII (below 0x20
+ * or above 0x7e). */
+static inline bool fmt_word_has_unprintable(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    /* a byte below 0x20 borrows into its high bit, 0x7f and up carry or
+     * have it; a borrow may also flag the byte after, which only makes the
+     * caller look closer */
+    return (((w - ones * 0x20) | (w + ones) | w) & highs) != 0;
+}
+
+/* How many bytes from the start of text (len bytes) are plain: checked 8
+ * at a time, then byte by byte. */
+size_t fmt_json_plain_span(const unsigned char *text, size_t len);
 
 /* Writes bytes as a quoted JSON string, escaped as JSON.stringify does.
  * Returns true when the bytes were valid UTF-8 (written exactly). */
@@ -169,11 +185,6 @@ void fmt_free_list(char **list);
 bool fmt_list_has(char *const *list, const char *name);
 
 /* ---- import_records.c: a backup's records while they are read ---------- */
-
-/* The text a record's member stands for: a string's bytes, any other
- * value's JSON as JSON.stringify writes it. New string (len bytes plus a
- * NUL), or NULL. */
-char *fmt_json_value_text(const json_t *value, size_t *len);
 
 struct import_field {
     const char *name;         /* NUL-ended, in the record */

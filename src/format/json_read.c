@@ -190,32 +190,6 @@ static int take_escape(struct json_reader *r, size_t *used)
     return 0;
 }
 
-/* True when one of the 8 bytes of w is not plain (fmt_json_plain): below
- * 0x20, 0x80 or above, '"' or '\\'. A byte below 0x20 may also flag the
- * byte after it, which is harmless: the caller then goes byte by byte. */
-static bool word_has_special(uint64_t w)
-{
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
-    return (((w - ones * 0x20) | w |
-             ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash)) &
-            highs) != 0;
-}
-
-/* The first position from pos on whose byte is not plain, or len. */
-static size_t skip_plain(const unsigned char *text, size_t pos, size_t len)
-{
-    for (; pos + 8 <= len; pos += 8) {
-        uint64_t w;
-        memcpy(&w, text + pos, 8);
-        if (word_has_special(w))
-            break;
-    }
-    while (pos < len && fmt_json_plain[text[pos]])
-        pos++;
-    return pos;
-}
-
 /*
  * Reads the string whose opening quote is at r->pos. Sets *out and *out_len
  * to its bytes: inside the text when it has no escapes, else in the scratch
@@ -229,7 +203,7 @@ static int read_string(struct json_reader *r, const char **out,
     bool escaped = false;
 
     for (;;) {
-        r->pos = skip_plain(text, r->pos, r->len);
+        r->pos += fmt_json_plain_span(text + r->pos, r->len - r->pos);
         if (r->pos >= r->len) {
             fail_at(r, r->pos, -EINVAL, "premature end of input in a string");
             return -1;

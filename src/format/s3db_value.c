@@ -103,15 +103,12 @@ static bool uri_unreserved(unsigned char c)
 
 bool fmt_s3db_value_plain(const char *value, size_t len)
 {
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     size_t i = 0;
 
-    /* eight bytes at a time: a byte below 0x20, or above 0x7e (which also
-     * catches the high bit), sets its high bit in the test */
     for (; i + 8 <= len; i += 8) {
         uint64_t w;
         memcpy(&w, value + i, 8);
-        if (((w - ones * 0x20) | (w + ones * (127 - 0x7e)) | w) & highs)
+        if (fmt_word_has_unprintable(w))
             return false;
     }
     for (; i < len; i++)

@@ -24,13 +24,13 @@
  * kernel caches nothing and nothing is sent.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "fs_internal.h"
+#include "s3mem/loop.h"
 
 #define NOTIFY_WAIT_SECONDS 5
 #define DEPTH_MAX 64
@@ -235,12 +235,6 @@ static void *send_job_main(void *arg)
     return NULL;
 }
 
-static bool more_than_one_cpu(void)
-{
-    cpu_set_t cpus;
-    return sched_getaffinity(0, sizeof(cpus), &cpus) != 0 || CPU_COUNT(&cpus) > 1;
-}
-
 /* Sends every note. Each is one write to /dev/fuse (about 2 us, most of it
  * the kernel's); from NOTIFY_SPLIT_MIN notes on, a second thread sends the
  * second half, while the command that waits for them keeps the other CPUs
@@ -251,7 +245,7 @@ static void send_notes(struct s3m_fs *fs, struct notes *notes)
     struct send_job job = {.fs = fs, .items = notes->items + half,
                            .count = notes->count - half};
     pthread_t helper;
-    bool helped = half > 0 && more_than_one_cpu() &&
+    bool helped = half > 0 && s3m_loop_cpu_count() > 1 &&
                   pthread_create(&helper, NULL, send_job_main, &job) == 0;
 
     send_range(fs, notes->items, helped ? half : notes->count);

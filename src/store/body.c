@@ -56,13 +56,13 @@ uint64_t s3m_body_memory_used(void)
 
 /* ---- chunks --------------------------------------------------------------- */
 
-/* New chunk whose bytes [keep_from, keep_to) are left for the caller to
- * fill and every other byte is zero. */
 size_t chunk_alloc_size(uint32_t capacity)
 {
     return sizeof(struct s3m_chunk) + capacity;
 }
 
+/* New chunk whose bytes [keep_from, keep_to) are left for the caller to
+ * fill and every other byte is zero. */
 static struct s3m_chunk *chunk_new_partial(uint32_t capacity, size_t keep_from,
                                            size_t keep_to)
 {

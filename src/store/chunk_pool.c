@@ -16,7 +16,6 @@
  *
  * Locking: pool.lock guards every field of pool.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -56,9 +55,9 @@ static bool needs_refill(void)
 
 static void *pool_main(void *arg)
 {
-    size_t size = *(size_t *)arg;
+    size_t size = chunk_alloc_size(S3M_CHUNK_SIZE);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    free(arg);
+    (void)arg;
     pthread_mutex_lock(&pool.lock);
     while (!pool.stop) {
         if (!needs_refill()) {
@@ -81,19 +80,14 @@ static void *pool_main(void *arg)
 
 int s3m_body_pool_start(void)
 {
-    size_t *size = s3m_malloc(sizeof(*size));
-    if (!size)
-        return -ENOMEM;
-    *size = chunk_alloc_size(S3M_CHUNK_SIZE);
+    int rc = 0;
     pthread_mutex_lock(&pool.lock);
-    int rc = pool.running ? 0 : pthread_create(&pool.thread, NULL, pool_main, size);
-    if (!pool.running && rc == 0) {
-        pool.running = true;
+    if (!pool.running) {
         pool.stop = false;
-        size = NULL;               /* the thread frees it */
+        rc = pthread_create(&pool.thread, NULL, pool_main, NULL);
+        pool.running = rc == 0;
     }
     pthread_mutex_unlock(&pool.lock);
-    free(size);
     return -rc;
 }
 
