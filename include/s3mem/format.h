@@ -165,6 +165,10 @@ struct s3m_import_options {
     const char *resources;    /* borrowed comma-separated names; NULL or ""
                                * = every resource */
     const char *key_prefix;   /* borrowed; records go under it; NULL = "" */
+    /* With clear: hears each key the import changed, from the swap's own
+     * pass (s3m_store_swap_in); NULL: no one listens. */
+    s3m_store_diff_fn changed;
+    void *changed_ctx;
 };
 
 /* One bad line (or record that could not be stored). */

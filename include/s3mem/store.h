@@ -297,23 +297,31 @@ int s3m_store_foreach(struct s3m_store *store, const char *prefix,
 /* New store with the same config and objects, sharing bodies and metadata
  * copy-on-write: costs per object, not per byte. Returns NULL on -ENOMEM. */
 struct s3m_store *s3m_store_snapshot(struct s3m_store *store);
+/* Called with each key whose object differs between two stores (only in
+ * one, or another body, metadata, times, mode or owner), in key order, with
+ * both stores locked (fn must not call into either). fn returns non-zero
+ * to stop. */
+typedef int (*s3m_store_diff_fn)(void *ctx, const char *key);
+
 /* Makes store's contents those of source (a copy-on-write copy of it; source
- * is unchanged and still owned by the caller). All or nothing. */
-int s3m_store_restore(struct s3m_store *store, struct s3m_store *source);
+ * is unchanged and still owned by the caller). All or nothing. changed (may
+ * be NULL) hears each key the restore changed, as s3m_store_diff would tell
+ * them, found in the same pass; nothing on failure. */
+int s3m_store_restore(struct s3m_store *store, struct s3m_store *source,
+                      s3m_store_diff_fn changed, void *ctx);
 /* Makes store's contents those of source (the objects move without
  * copying; store's old objects are released). Afterwards source may only be
  * freed. Used to swap in a fully loaded store. An object of source that is
  * identical to the store's object of the same key (same bytes, metadata,
  * mode, owner, and mtime to the millisecond, as save files keep it) leaves
  * that object as it was, nanoseconds and ctime included: reloading a file
- * changes only what differs. */
-void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source);
+ * changes only what differs. changed (may be NULL) hears each key the swap
+ * changed, in the same pass: no copy of the store is needed to learn them. */
+void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source,
+                       s3m_store_diff_fn changed, void *ctx);
 
-/* Calls fn for every key whose object differs between before and after
- * (only in one, or another body, metadata, times, mode or owner), in key
- * order, with both read locks held (fn must not call into either store).
- * fn returns non-zero to stop. Cost: O(objects of both). */
-typedef int (*s3m_store_diff_fn)(void *ctx, const char *key);
+/* Calls fn for every key whose object differs between before and after, in
+ * key order, with both read locks held. Cost: O(objects of both). */
 int s3m_store_diff(struct s3m_store *before, struct s3m_store *after,
                    s3m_store_diff_fn fn, void *ctx);
 

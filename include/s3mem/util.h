@@ -43,7 +43,8 @@ size_t s3m_base64_encoded_length(size_t len);
 void s3m_base64_encode(const void *data, size_t len, char *out);
 /* Decodes text (text_len bytes; padding optional, no whitespace) into out,
  * which holds at least text_len / 4 * 3 + 3 bytes. Sets *out_len.
- * Returns 0, or -EINVAL on a character outside the alphabet or a bad length. */
+ * Returns 0, or -EINVAL on a character outside the alphabet or a bad length
+ * (*out_len untouched; out may hold scratch bytes). */
 int s3m_base64_decode(const char *text, size_t text_len, unsigned char *out,
                       size_t *out_len);
 

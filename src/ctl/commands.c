@@ -82,12 +82,13 @@ static struct s3m_store *before_change(struct s3m_ctl *ctl)
     return ctl->on_change ? s3m_store_snapshot(ctl->store) : NULL;
 }
 
+/* The keys a command changed, collected for the listener. */
 struct changed_keys {
     char **keys;                   /* owned, grown as keys come */
     size_t count;
     size_t cap;
     size_t max;
-    bool overflow;
+    bool overflow;                 /* too many, or no memory: everything */
 };
 
 static int collect_changed(void *ctx, const char *key)
@@ -112,38 +113,47 @@ static int collect_changed(void *ctx, const char *key)
     return 0;
 }
 
-/* The keys whose objects differ between a and b (new array of new
- * strings, empty when none), or NULL with *count 0 when more than max (or
- * no memory): then everything counts as changed. */
-static char **changed_between(struct s3m_store *a, struct s3m_store *b,
-                              size_t max, size_t *count)
+/* Starts collecting; returns the function that collects, or NULL when no
+ * one listens or there is no memory (then everything counts as changed). */
+static s3m_store_diff_fn changed_start(struct s3m_ctl *ctl,
+                                       struct changed_keys *changed)
 {
-    struct changed_keys changed = {.max = max, .cap = max < 64 ? max : 64};
-    changed.keys = a && b ? s3m_malloc(changed.cap * sizeof(char *)) : NULL;
-    if (changed.keys)
-        s3m_store_diff(a, b, collect_changed, &changed);
-    if (!changed.keys || changed.overflow) {
-        for (size_t i = 0; i < changed.count; i++)
-            free(changed.keys[i]);
-        free(changed.keys);
-        changed.keys = NULL;
-        changed.count = 0;
-    }
-    *count = changed.count;
-    return changed.keys;
+    size_t max = ctl->changed_keys_max;
+    *changed = (struct changed_keys){.max = max, .cap = max < 64 ? max : 64};
+    if (!ctl->on_change)
+        return NULL;
+    changed->keys = s3m_malloc(changed->cap * sizeof(char *));
+    changed->overflow = !changed->keys;
+    return changed->overflow ? NULL : collect_changed;
 }
 
-/* Tells the listener which keys the command changed (before: taken). */
+/* Tells the listener the keys collected (everything when they overflowed)
+ * and frees them. */
+static void changed_notify(struct s3m_ctl *ctl, struct changed_keys *changed)
+{
+    if (changed->overflow) {
+        for (size_t i = 0; i < changed->count; i++)
+            free(changed->keys[i]);
+        free(changed->keys);
+        changed->keys = NULL;
+        changed->count = 0;
+    }
+    if (ctl->on_change)
+        ctl->on_change(ctl->on_change_ctx, changed->keys, changed->count);
+}
+
+/* Tells the listener which keys the command changed: those where before
+ * (taken) and the store differ. */
 static void notify_change(struct s3m_ctl *ctl, struct s3m_store *before)
 {
-    if (!ctl->on_change) {
-        s3m_store_free(before);
-        return;
-    }
-    size_t count;
-    char **keys = changed_between(before, ctl->store, ctl->changed_keys_max, &count);
+    struct changed_keys changed;
+    s3m_store_diff_fn collect = changed_start(ctl, &changed);
+    if (collect && before)
+        s3m_store_diff(before, ctl->store, collect, &changed);
+    else
+        changed.overflow = true;
     s3m_store_free(before);
-    ctl->on_change(ctl->on_change_ctx, keys, count);
+    changed_notify(ctl, &changed);
 }
 
 static void set_counts(struct ctl_result *result, const char *fmt, size_t a, size_t b)
@@ -194,19 +204,14 @@ static int run_restore(struct s3m_ctl *ctl, struct words *w, struct ctl_result *
     struct s3m_snapshot *snapshot = s3m_ctl_snapshot_find(ctl, name);
     if (!snapshot)
         return s3m_error_set(&r->error, ENOENT, "no snapshot named '%s'", name);
-    /* the keys a restore changes are those where the store and the
-     * snapshot differ now: no copy of the store needed to find them */
-    size_t changed_count = 0;
-    char **changed = ctl->on_change ? changed_between(ctl->store,
-                                                      s3m_snapshot_store(snapshot),
-                                                      ctl->changed_keys_max,
-                                                      &changed_count)
-                                    : NULL;
-    rc = s3m_store_restore(ctl->store, s3m_snapshot_store(snapshot));
+    /* the restore reports the keys it changes as it swaps */
+    struct changed_keys changed;
+    s3m_store_diff_fn collect = changed_start(ctl, &changed);
+    rc = s3m_store_restore(ctl->store, s3m_snapshot_store(snapshot), collect,
+                           &changed);
     size_t count = s3m_store_count(s3m_snapshot_store(snapshot), NULL);
     s3m_snapshot_unref(snapshot);
-    if (ctl->on_change) /* after a failure too: nothing is assumed */
-        ctl->on_change(ctl->on_change_ctx, changed, changed_count);
+    changed_notify(ctl, &changed);
     if (rc)
         return s3m_error_set(&r->error, rc, "no memory to restore '%s'", name);
     snprintf(r->message, sizeof(r->message), "restored snapshot '%s': %zu objects",
@@ -241,10 +246,11 @@ static int run_load(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
                          &r->error);
     if (rc)
         return rc;
-    struct s3m_store *before = before_change(ctl);
-    s3m_store_swap_in(ctl->store, loaded);
+    struct changed_keys changed;
+    s3m_store_diff_fn collect = changed_start(ctl, &changed);
+    s3m_store_swap_in(ctl->store, loaded, collect, &changed);
     s3m_store_free(loaded);
-    notify_change(ctl, before);
+    changed_notify(ctl, &changed);
     snprintf(r->message, sizeof(r->message), "loaded %zu objects from '%s'",
              report.objects, path);
     set_counts(r, "{\"objects\":%zu}", report.objects, 0);
@@ -307,10 +313,22 @@ static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
         return rc;
     struct s3m_import_report report;
     memset(&report, 0, sizeof(report));
-    struct s3m_store *before = before_change(ctl);
+    /* with clear, the swap names the keys it changes; else a copy of the
+     * store before is compared with it after */
+    struct changed_keys changed;
+    struct s3m_store *before = NULL;
+    if (options.clear) {
+        options.changed = changed_start(ctl, &changed);
+        options.changed_ctx = &changed;
+    } else {
+        before = before_change(ctl);
+    }
     rc = s3m_format_import_backup(ctl->store, dir, &options, &report, &r->error);
     r->counts_json = s3m_import_report_json(&report);
-    notify_change(ctl, before); /* also after a failure: nothing is assumed */
+    if (options.clear)
+        changed_notify(ctl, &changed);
+    else
+        notify_change(ctl, before); /* also after a failure: nothing is assumed */
     if (rc == 0) {
         snprintf(r->message, sizeof(r->message),
                  "imported %zu records from '%s' (%zu merged, %zu bad lines)",

@@ -32,6 +32,8 @@ struct import_resource {
 struct import_state {
     const char *dir;
     bool clear;
+    s3m_store_diff_fn changed;     /* with clear, for the swap */
+    void *changed_ctx;
     const char *key_prefix;
     struct s3m_error *err;
     struct s3m_import_report report;
@@ -770,7 +772,7 @@ static int apply_cleared(struct import_state *state, struct s3m_store *store)
     if (rc == -ENOMEM)
         out_of_memory(state);
     if (rc == 0)
-        s3m_store_swap_in(store, fresh);
+        s3m_store_swap_in(store, fresh, state->changed, state->changed_ctx);
     else
         state->report.records = 0;
     s3m_store_free(fresh);
@@ -886,6 +888,8 @@ int s3m_format_import_backup(struct s3m_store *store, const char *dir,
     if (!options)
         options = &defaults;
     state.clear = options->clear;
+    state.changed = options->changed;
+    state.changed_ctx = options->changed_ctx;
     state.key_prefix = options->key_prefix ? options->key_prefix : "";
     rc = choose_resources(&state, options->resources);
     for (size_t i = 0; !rc && i < state.resource_count; i++) {

@@ -11,6 +11,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -223,9 +226,41 @@ static bool word_has_byte(uint64_t w, unsigned char byte)
     return ((x - ones) & ~x & highs) != 0;
 }
 
+#ifdef __SSE2__
+/* 16 bytes at a time: a byte is plain unless it is below 0x20 or from 0x80
+ * up (both below 0x20 as signed bytes), '"' or '\\'. Sets *span to the
+ * first such byte and returns true, or to the bytes scanned (a multiple of
+ * 16) and returns false. */
+static bool plain_span_sse2(const unsigned char *text, size_t len,
+                            size_t *span)
+{
+    const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+                  backslash = _mm_set1_epi8('\\');
+    size_t i = 0;
+
+    for (; i + 16 <= len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(text + i));
+        __m128i stop = _mm_or_si128(_mm_cmplt_epi8(v, space),
+                                    _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+                                                 _mm_cmpeq_epi8(v, backslash)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(stop);
+        if (mask) {
+            *span = i + (size_t)__builtin_ctz(mask);
+            return true;
+        }
+    }
+    *span = i;
+    return false;
+}
+#endif
+
 size_t fmt_json_plain_span(const unsigned char *text, size_t len)
 {
     size_t i = 0;
+#ifdef __SSE2__
+    if (plain_span_sse2(text, len, &i))
+        return i;
+#endif
     for (; i + 8 <= len; i += 8) {
         uint64_t w;
         memcpy(&w, text + i, 8);

@@ -51,8 +51,9 @@ static inline bool fmt_word_has_unprintable(uint64_t w)
     return (((w - ones * 0x20) | (w + ones) | w) & highs) != 0;
 }
 
-/* How many bytes from the start of text (len bytes) are plain: checked 8
- * at a time, then byte by byte. */
+/* How many bytes from the start of text (len bytes) are plain: checked 16
+ * at a time with SSE2 where the compiler has it, else 8 at a time, then
+ * byte by byte. */
 size_t fmt_json_plain_span(const unsigned char *text, size_t len);
 
 /* Writes bytes as a quoted JSON string, escaped as JSON.stringify does.
@@ -162,6 +163,26 @@ typedef int (*fmt_json_member_fn)(void *ctx, const char *key, size_t key_len,
 json_t *fmt_json_parse_streamed(const char *text, size_t len,
                                 const char *streamed, fmt_json_member_fn fn,
                                 void *ctx, struct fmt_json_error *error);
+
+/* How fmt_json_parse_streamed_flat hands over the streamed object's
+ * members: one whose value is an object as begin (its key, NUL-ended,
+ * valid until end), field for each of its members (as
+ * fmt_json_parse_flat's fn), then end; any other to other. Non-zero from
+ * any of them stops the parse with that code. */
+struct fmt_json_flat_stream {
+    int (*begin)(void *ctx, const char *key, size_t key_len);
+    fmt_json_flat_fn field;
+    int (*end)(void *ctx);
+    fmt_json_member_fn other;
+};
+
+/* fmt_json_parse_streamed, with the streamed object's members given flat:
+ * no jansson value is built for an object member, only for the values
+ * inside it that are not strings. */
+json_t *fmt_json_parse_streamed_flat(const char *text, size_t len,
+                                     const char *streamed,
+                                     const struct fmt_json_flat_stream *fns,
+                                     void *ctx, struct fmt_json_error *error);
 
 /* Reads the rest of file into *text (new, NUL-ended) and *len: 0, -ENOMEM
  * or the read's -errno (-EIO when it sets none). */

@@ -35,8 +35,11 @@ struct json_reader {
     char *scratch;            /* owned: escaped strings are decoded here */
     const char *streamed;     /* borrowed: top-level member to stream */
     fmt_json_member_fn member_fn;
+    const struct fmt_json_flat_stream *flat; /* borrowed: or this */
     void *member_ctx;
     size_t scratch_cap;
+    char *name;               /* owned: flat member names are read here */
+    size_t name_cap;
     struct fmt_json_error *error;
 };
 
@@ -394,13 +397,12 @@ static bool open_empty(struct json_reader *r, unsigned char close)
     return false;
 }
 
-/* Reads a member name, NUL-ended in a new string (the scratch buffer that
- * escapes use is taken again by the value). */
-static char *read_key(struct json_reader *r, size_t *key_len)
+/* Reads a member name: its bytes, in the text or in the scratch buffer
+ * (which the value takes again). NULL on error (recorded). */
+static const char *read_name_bytes(struct json_reader *r, size_t *name_len)
 {
-    const char *key;
+    const char *name;
     size_t at;
-    char *copy;
 
     skip_space(r);
     at = r->pos;
@@ -408,20 +410,75 @@ static char *read_key(struct json_reader *r, size_t *key_len)
         fail_at(r, r->pos, -EINVAL, "string or '}' expected");
         return NULL;
     }
-    if (read_string(r, &key, key_len))
+    if (read_string(r, &name, name_len))
         return NULL;
-    if (memchr(key, '\0', *key_len)) {
+    if (memchr(name, '\0', *name_len)) {
         fail_at(r, at, -EINVAL, "NUL byte in object key not supported");
         return NULL;
     }
-    copy = s3m_malloc(*key_len + 1);
-    if (!copy) {
+    return name;
+}
+
+/* Reads a member name, NUL-ended in a new string (the caller frees it). */
+static char *read_key(struct json_reader *r, size_t *key_len)
+{
+    const char *name = read_name_bytes(r, key_len);
+    char *copy = name ? s3m_strndup(name, *key_len) : NULL;
+
+    if (name && !copy)
         no_memory(r);
-        return NULL;
-    }
-    memcpy(copy, key, *key_len);
-    copy[*key_len] = '\0';
     return copy;
+}
+
+/* Reads a flat member's name into r->name (grown as needed), NUL-ended;
+ * valid until the next flat member (nested objects use read_key). */
+static const char *read_name(struct json_reader *r, size_t *name_len)
+{
+    const char *name = read_name_bytes(r, name_len);
+
+    if (!name)
+        return NULL;
+    if (r->name_cap <= *name_len) {
+        size_t cap = *name_len + 1 > 64 ? *name_len + 1 : 64;
+        char *grown = s3m_realloc(r->name, cap);
+        if (!grown) {
+            no_memory(r);
+            return NULL;
+        }
+        r->name = grown;
+        r->name_cap = cap;
+    }
+    memcpy(r->name, name, *name_len);
+    r->name[*name_len] = '\0';
+    return r->name;
+}
+
+static int flat_object(struct json_reader *r, fmt_json_flat_fn fn, void *ctx);
+
+/* A member of the streamed object whose value is an object, given to
+ * r->flat member by member. Returns 0 or -1 (error recorded). */
+static int stream_flat(struct json_reader *r, const char *key, size_t key_len)
+{
+    int rc = r->flat->begin(r->member_ctx, key, key_len);
+
+    if (rc == 0) {
+        if (r->depth >= FMT_JSON_MAX_DEPTH) {
+            fail_at(r, r->pos, -EINVAL, "maximum parsing depth reached");
+            return -1;
+        }
+        r->depth++;
+        rc = flat_object(r, r->flat->field, r->member_ctx);
+        r->depth--;
+        if (rc)
+            return -1;
+        rc = r->flat->end(r->member_ctx);
+    }
+    if (rc) {
+        fail_at(r, r->pos, rc, "stopped by the caller");
+        r->error->stopped = true;
+        return -1;
+    }
+    return 0;
 }
 
 /* One "name": value into object, or to member_fn when stream is set.
@@ -440,6 +497,11 @@ static int parse_member(struct json_reader *r, json_t *object, bool stream)
         return -1;
     }
     skip_space(r);
+    if (stream && r->flat && r->pos < r->len && r->text[r->pos] == '{') {
+        rc = stream_flat(r, key, key_len);
+        free(key);
+        return rc;
+    }
     if (streams(r, key, key_len) && r->pos < r->len && r->text[r->pos] == '{')
         member = parse_nested(r, true, true);
     else
@@ -548,7 +610,7 @@ static json_t *parse_value(struct json_reader *r)
 static int flat_member(struct json_reader *r, fmt_json_flat_fn fn, void *ctx)
 {
     size_t key_len, len;
-    char *key = read_key(r, &key_len);
+    const char *key = read_name(r, &key_len);
     const char *bytes;
     json_t *value = NULL;
     int rc = -1;
@@ -574,8 +636,20 @@ static int flat_member(struct json_reader *r, fmt_json_flat_fn fn, void *ctx)
     }
 out:
     json_decref(value);
-    free(key);
     return rc;
+}
+
+/* The object whose '{' is at r->pos, member by member to fn. Returns 0 or
+ * -1 (error recorded). */
+static int flat_object(struct json_reader *r, fmt_json_flat_fn fn, void *ctx)
+{
+    int done = open_empty(r, '}') ? 1 : 0;
+
+    while (done == 0) {
+        done = flat_member(r, fn, ctx) ? -1
+               : end_or_comma(r, '}', "',' or '}'");
+    }
+    return done > 0 ? 0 : -1;
 }
 
 int fmt_json_parse_flat(const char *text, size_t len, fmt_json_flat_fn fn,
@@ -589,11 +663,7 @@ int fmt_json_parse_flat(const char *text, size_t len, fmt_json_flat_fn fn,
     skip_space(&r);
     if (r.pos >= r.len || r.text[r.pos] != '{')
         return 1;
-    done = open_empty(&r, '}') ? 1 : 0;
-    while (done == 0) {
-        done = flat_member(&r, fn, ctx) ? -1
-               : end_or_comma(&r, '}', "',' or '}'");
-    }
+    done = flat_object(&r, fn, ctx) ? -1 : 1;
     if (done > 0) {
         skip_space(&r);
         if (r.pos < r.len) {
@@ -602,6 +672,7 @@ int fmt_json_parse_flat(const char *text, size_t len, fmt_json_flat_fn fn,
         }
     }
     free(r.scratch);
+    free(r.name);
     return done > 0 ? 0 : -1;
 }
 
@@ -611,6 +682,24 @@ json_t *fmt_json_parse(const char *text, size_t len,
     return fmt_json_parse_streamed(text, len, NULL, NULL, NULL, error);
 }
 
+static json_t *parse_document(struct json_reader *r)
+{
+    json_t *value;
+
+    memset(r->error, 0, sizeof(*r->error));
+    value = parse_value(r);
+    if (value) {
+        skip_space(r);
+        if (r->pos < r->len) {
+            json_decref(value);
+            value = fail_at(r, r->pos, -EINVAL, "end of input expected");
+        }
+    }
+    free(r->scratch);
+    free(r->name);
+    return value;
+}
+
 json_t *fmt_json_parse_streamed(const char *text, size_t len,
                                 const char *streamed, fmt_json_member_fn fn,
                                 void *ctx, struct fmt_json_error *error)
@@ -618,17 +707,17 @@ json_t *fmt_json_parse_streamed(const char *text, size_t len,
     struct json_reader r = {.text = (const unsigned char *)text, .len = len,
                             .error = error, .streamed = fn ? streamed : NULL,
                             .member_fn = fn, .member_ctx = ctx};
-    json_t *value;
+    return parse_document(&r);
+}
 
-    memset(error, 0, sizeof(*error));
-    value = parse_value(&r);
-    if (value) {
-        skip_space(&r);
-        if (r.pos < r.len) {
-            json_decref(value);
-            value = fail_at(&r, r.pos, -EINVAL, "end of input expected");
-        }
-    }
-    free(r.scratch);
-    return value;
+json_t *fmt_json_parse_streamed_flat(const char *text, size_t len,
+                                     const char *streamed,
+                                     const struct fmt_json_flat_stream *fns,
+                                     void *ctx, struct fmt_json_error *error)
+{
+    struct json_reader r = {.text = (const unsigned char *)text, .len = len,
+                            .error = error, .streamed = streamed,
+                            .member_fn = fns->other, .flat = fns,
+                            .member_ctx = ctx};
+    return parse_document(&r);
 }

@@ -1,10 +1,14 @@
 /*
  * load.c - reads an s3db.js MemoryClient save file into a new store.
  *
- * Design note: the whole file is parsed by jansson first (a truncated file
- * fails there, with its line and column), then every object is checked and
- * put into a new store; the first bad object stops the load and the new
- * store is freed, so the caller's store is never touched by a bad file.
+ * Design note: the file is read whole and parsed in one pass (json_read.c);
+ * each member of "objects" comes member by member into a struct
+ * load_fields, with no jansson tree for the object: the body's base64 is
+ * decoded straight from the text into a reused buffer. At the object's
+ * closing brace it is checked and put into a new store; the first bad
+ * object (or a JSON error, with its line and column) stops the load and
+ * the new store is freed, so the caller's store is never touched by a bad
+ * file.
  * Every field is checked for its type; bodies against "size" and against
  * plain-MD5 etags (the MD5 is then handed to the store, which needn't hash
  * the body again).
@@ -23,6 +27,7 @@ struct load_state {
     const struct s3m_store_config *config;
     struct s3m_error *err;
     struct fmt_verifier *verifier;  /* owned, may be NULL: check inline */
+    struct load_fields *fields;     /* owned: the object being parsed */
     size_t objects;
     uint64_t body_bytes;
 };
@@ -81,55 +86,146 @@ static int object_error(struct load_state *state, const char *shown, int code,
     return rc;
 }
 
-/* Member name of obj, as a string or null/absent. Returns 0 and sets *text
- * (NULL when absent or null), or 1 when it has another type. */
-static int optional_string(const json_t *obj, const char *name,
-                           const json_t **text)
-{
-    const json_t *value = json_object_get(obj, name);
+/* One member of an object as the parser gave it: a non-string value, or a
+ * string's bytes copied into text. Absent: neither. */
+struct load_value {
+    json_t *value;                 /* owned reference, or NULL */
+    bool is_string;                /* text holds the string */
+    char *text;                    /* owned, reused from object to object */
+    size_t len, cap;
+};
 
-    *text = NULL;
-    if (!value || json_is_null(value))
+static void value_clear(struct load_value *v)
+{
+    json_decref(v->value);
+    v->value = NULL;
+    v->is_string = false;
+}
+
+/* Takes the parser's value (bytes when value is NULL). 0 or -ENOMEM. */
+static int value_set(struct load_value *v, const char *bytes, size_t len,
+                     json_t *value)
+{
+    value_clear(v);
+    if (value) {
+        v->value = json_incref(value);
         return 0;
-    if (!json_is_string(value))
+    }
+    if (v->cap <= len) {
+        char *grown = s3m_realloc(v->text, len + 1);
+        if (!grown)
+            return -ENOMEM;
+        v->text = grown;
+        v->cap = len + 1;
+    }
+    memcpy(v->text, bytes, len);
+    v->text[len] = '\0';
+    v->len = len;
+    v->is_string = true;
+    return 0;
+}
+
+static bool value_absent(const struct load_value *v)
+{
+    return !v->is_string && (!v->value || json_is_null(v->value));
+}
+
+/* A string member or null/absent. Returns 0 and sets *text (NULL when
+ * absent or null), or 1 when it has another type or holds a NUL and
+ * text_only is set. */
+static int optional_string(const struct load_value *v, bool text_only,
+                           const struct load_value **text)
+{
+    *text = NULL;
+    if (value_absent(v))
+        return 0;
+    if (!v->is_string || (text_only && memchr(v->text, '\0', v->len)))
         return 1;
-    *text = value;
+    *text = v;
     return 0;
 }
 
 /* Integer member in [0, max], or absent/null (*present false). */
-static int optional_integer(const json_t *obj, const char *name,
-                            json_int_t max, bool *present, json_int_t *number)
+static int optional_integer(const struct load_value *v, json_int_t max,
+                            bool *present, json_int_t *number)
 {
-    const json_t *value = json_object_get(obj, name);
-
     *present = false;
-    if (!value || json_is_null(value))
+    if (value_absent(v))
         return 0;
-    if (!json_is_integer(value) || json_integer_value(value) < 0 ||
-        json_integer_value(value) > max)
+    if (v->is_string || !json_is_integer(v->value) ||
+        json_integer_value(v->value) < 0 || json_integer_value(v->value) > max)
         return 1;
     *present = true;
-    *number = json_integer_value(value);
+    *number = json_integer_value(v->value);
     return 0;
 }
 
-static bool has_nul(const json_t *text)
+/* The members load reads besides "body", by their place in
+ * load_fields.values. */
+enum load_field {
+    F_SIZE, F_ETAG, F_MODIFIED, F_TYPE, F_METADATA, F_LENGTH, F_ENCODING,
+    F_KEY64, F_EXACT, F_MODE, F_UID, F_GID, F_COUNT
+};
+
+static const char *const field_names[F_COUNT] = {
+    [F_SIZE] = "size", [F_ETAG] = "etag", [F_MODIFIED] = "lastModified",
+    [F_TYPE] = "contentType", [F_METADATA] = "metadata",
+    [F_LENGTH] = "contentLength", [F_ENCODING] = "contentEncoding",
+    [F_KEY64] = "keyBase64", [F_EXACT] = "metadataBase64", [F_MODE] = "mode",
+    [F_UID] = "uid", [F_GID] = "gid",
+};
+
+/* The members of one object, collected while it is parsed. The body is
+ * decoded as soon as it is read, into a buffer reused from object to
+ * object (the store copies it). */
+struct load_fields {
+    char shown[FMT_SHOWN_MAX];     /* the object's JSON key, for messages */
+    const char *json_key;          /* borrowed from the parser until end */
+    size_t json_key_len;
+    struct load_value values[F_COUNT];
+    bool has_body;
+    bool body_is_string;
+    int body_rc;                   /* 0, -EINVAL (not base64) or -ENOMEM */
+    unsigned char *body;           /* owned, reused */
+    size_t body_len, body_cap;
+};
+
+static struct load_value *field_slot(struct load_fields *f, const char *name,
+                                     size_t len)
 {
-    return strlen(json_string_value(text)) != json_string_length(text);
+    for (size_t i = 0; i < F_COUNT; i++)
+        if (strlen(field_names[i]) == len &&
+            memcmp(field_names[i], name, len) == 0)
+            return &f->values[i];
+    return NULL;
 }
 
-/* New bytes of a base64 JSON string, or NULL: -EINVAL (bad) or -ENOMEM. */
-static unsigned char *decode_base64(const json_t *text, size_t *len, int *rc)
+static void fields_clear(struct load_fields *f)
 {
-    size_t text_len = json_string_length(text);
+    for (size_t i = 0; i < F_COUNT; i++)
+        value_clear(&f->values[i]);
+    f->has_body = false;
+}
+
+static void fields_free(struct load_fields *f)
+{
+    fields_clear(f);
+    for (size_t i = 0; i < F_COUNT; i++)
+        free(f->values[i].text);
+    free(f->body);
+}
+
+/* New bytes of base64 text, or NULL: -EINVAL (bad) or -ENOMEM. */
+static unsigned char *decode_base64(const char *text, size_t text_len,
+                                    size_t *len, int *rc)
+{
     unsigned char *bytes = s3m_malloc(text_len / 4 * 3 + 4);
 
     if (!bytes) {
         *rc = -ENOMEM;
         return NULL;
     }
-    if (s3m_base64_decode(json_string_value(text), text_len, bytes, len)) {
+    if (s3m_base64_decode(text, text_len, bytes, len)) {
         free(bytes);
         *rc = -EINVAL;
         return NULL;
@@ -137,6 +233,25 @@ static unsigned char *decode_base64(const json_t *text, size_t *len, int *rc)
     bytes[*len] = '\0';
     *rc = 0;
     return bytes;
+}
+
+/* Decodes the body's base64 into f->body; the outcome goes in body_rc. */
+static void take_body(struct load_fields *f, const char *text, size_t len)
+{
+    size_t need = len / 4 * 3 + 4;
+
+    f->body_rc = 0;
+    if (f->body_cap < need) {
+        unsigned char *grown = s3m_realloc(f->body, need);
+        if (!grown) {
+            f->body_rc = -ENOMEM;
+            return;
+        }
+        f->body = grown;
+        f->body_cap = need;
+    }
+    if (s3m_base64_decode(text, len, f->body, &f->body_len))
+        f->body_rc = -EINVAL;
 }
 
 /* Metadata from "metadataBase64" ([[name64, value64], ...]) onto *meta
@@ -162,14 +277,16 @@ static int exact_metadata(struct load_state *state, const char *shown,
             return object_error(state, shown, EINVAL,
                                 "\"metadataBase64\" entry %zu is not a pair "
                                 "of strings", index);
-        name = decode_base64(name64, &name_len, &rc);
+        name = decode_base64(json_string_value(name64),
+                             json_string_length(name64), &name_len, &rc);
         if (!name)
             return rc == -ENOMEM
                 ? object_error(state, shown, ENOMEM, "out of memory")
                 : object_error(state, shown, EINVAL,
                                "\"metadataBase64\" entry %zu is not base64",
                                index);
-        value = decode_base64(value64, &value_len, &rc);
+        value = decode_base64(json_string_value(value64),
+                              json_string_length(value64), &value_len, &rc);
         if (!value) {
             free(name);
             return rc == -ENOMEM
@@ -194,61 +311,65 @@ static int exact_metadata(struct load_state *state, const char *shown,
     return 0;
 }
 
-/* Builds the object's metadata (content type and encoding included). */
-static int build_metadata(struct load_state *state, const char *shown,
-                          const json_t *obj, struct s3m_meta **out)
+/* Metadata from the "metadata" object onto *meta. */
+static int plain_metadata(struct load_state *state, const char *shown,
+                          json_t *metadata, struct s3m_meta *meta)
 {
-    const json_t *type, *encoding, *metadata, *exact;
-    struct s3m_meta *meta;
     const char *name;
     size_t name_len;
     json_t *value;
+
+    json_object_keylen_foreach(metadata, name, name_len, value) {
+        char name_shown[128];
+        if (!json_is_string(value))
+            return object_error(state, shown, EINVAL,
+                                "metadata '%s' is not a string",
+                                fmt_key_for_message(name, name_len,
+                                                    name_shown));
+        if (name_len == 0 || strlen(name) != name_len)
+            return object_error(state, shown, EINVAL,
+                                "a metadata name is empty or holds NUL");
+        if (s3m_meta_set(meta, name, json_string_value(value),
+                         json_string_length(value)))
+            return object_error(state, shown, ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* Builds the object's metadata (content type and encoding included). */
+static int build_metadata(struct load_state *state, struct load_fields *f,
+                          struct s3m_meta **out)
+{
+    const struct load_value *type, *encoding;
+    const char *shown = f->shown;
+    json_t *metadata = f->values[F_METADATA].value, *exact = f->values[F_EXACT].value;
+    struct s3m_meta *meta;
     int rc = 0;
 
-    if (optional_string(obj, "contentType", &type) ||
-        (type && has_nul(type)))
+    if (optional_string(&f->values[F_TYPE], true, &type))
         return object_error(state, shown, EINVAL,
                             "\"contentType\" is not a string");
-    if (optional_string(obj, "contentEncoding", &encoding) ||
-        (encoding && has_nul(encoding)))
+    if (optional_string(&f->values[F_ENCODING], true, &encoding))
         return object_error(state, shown, EINVAL,
                             "\"contentEncoding\" is not a string");
-    metadata = json_object_get(obj, "metadata");
-    if (metadata && !json_is_null(metadata) && !json_is_object(metadata))
+    if (f->values[F_METADATA].is_string ||
+        (metadata && !json_is_null(metadata) && !json_is_object(metadata)))
         return object_error(state, shown, EINVAL,
                             "\"metadata\" is not an object");
-    exact = json_object_get(obj, "metadataBase64");
     if (exact && json_is_null(exact))
         exact = NULL;
 
-    meta = s3m_meta_with_type(NULL, type ? json_string_value(type) : NULL,
-                              encoding ? json_string_value(encoding) : NULL);
+    meta = s3m_meta_with_type(NULL, type ? type->text : NULL,
+                              encoding ? encoding->text : NULL);
     if (!meta)
         return object_error(state, shown, ENOMEM, "out of memory");
-    if (exact) {
+    if (f->values[F_EXACT].is_string)
+        rc = object_error(state, shown, EINVAL,
+                          "\"metadataBase64\" is not an array");
+    else if (exact)
         rc = exact_metadata(state, shown, exact, &meta);
-    } else if (json_is_object(metadata)) {
-        json_object_keylen_foreach((json_t *)metadata, name, name_len, value) {
-            char name_shown[128];
-            if (!json_is_string(value)) {
-                rc = object_error(state, shown, EINVAL,
-                                  "metadata '%s' is not a string",
-                                  fmt_key_for_message(name, name_len,
-                                                      name_shown));
-                break;
-            }
-            if (name_len == 0 || strlen(name) != name_len) {
-                rc = object_error(state, shown, EINVAL,
-                                  "a metadata name is empty or holds NUL");
-                break;
-            }
-            if (s3m_meta_set(meta, name, json_string_value(value),
-                             json_string_length(value))) {
-                rc = object_error(state, shown, ENOMEM, "out of memory");
-                break;
-            }
-        }
-    }
+    else if (json_is_object(metadata))
+        rc = plain_metadata(state, shown, metadata, meta);
     if (rc) {
         s3m_meta_unref(meta);
         return rc;
@@ -258,10 +379,10 @@ static int build_metadata(struct load_state *state, const char *shown,
 }
 
 /* True when etag (possibly in double quotes) is 32 hex digits; fills md5. */
-static bool plain_md5_etag(const json_t *etag, unsigned char md5[16])
+static bool plain_md5_etag(const struct load_value *etag, unsigned char md5[16])
 {
-    const char *text = json_string_value(etag);
-    size_t len = json_string_length(etag);
+    const char *text = etag->text;
+    size_t len = etag->len;
     char hex[33];
 
     if (len == 34 && text[0] == '"' && text[33] == '"') {
@@ -279,7 +400,7 @@ static bool plain_md5_etag(const json_t *etag, unsigned char md5[16])
  * MD5. 0, -ENOMEM (reported), or the verifier's mismatch (reported). */
 static int defer_check(struct load_state *state, const char *key,
                        const unsigned char claimed[16], const char *shown,
-                       const json_t *etag)
+                       const struct load_value *etag)
 {
     int rc = 0;
     /* open, not get: no request counted or logged for the loader's look */
@@ -289,167 +410,242 @@ static int defer_check(struct load_state *state, const char *key,
     if (!body)
         return object_error(state, shown, ENOMEM, "out of memory");
     char etag_text[41];
-    snprintf(etag_text, sizeof(etag_text), "%s", json_string_value(etag));
+    snprintf(etag_text, sizeof(etag_text), "%s", etag->text);
     if (fmt_verifier_add(state->verifier, body, claimed, shown, etag_text) != 0)
         return verified_mismatch(state);
     return 0;
 }
 
-static int load_object(struct load_state *state, const char *json_key,
-                       size_t json_key_len, const json_t *obj)
+/* The object's key: from "keyBase64" (new bytes in *exact_key) or its JSON
+ * key; checked. 0 or the reported error. */
+static int object_key(struct load_state *state, struct load_fields *f,
+                      unsigned char **exact_key, const char **key,
+                      size_t *key_len)
 {
-    const json_t *body_text, *etag, *modified, *key64;
-    unsigned char *body = NULL, *exact_key = NULL, md5[16], claimed[16];
-    const char *key = json_key;
-    size_t key_len = json_key_len, body_len = 0;
-    struct s3m_meta *meta = NULL;
-    struct s3m_put_attrs attrs = {0};
-    json_int_t size = 0, length = 0, mode = 0, uid = 0, gid = 0;
-    bool has_size, has_length, has_mode, has_uid, has_gid;
-    char shown[128], etag_hex[33];
+    const struct load_value *key64;
+    const char *shown = f->shown;
     int rc;
 
-    fmt_key_for_message(json_key, json_key_len, shown);
-    if (!json_is_object(obj))
-        return object_error(state, shown, EINVAL, "not a JSON object");
-    if (optional_string(obj, "keyBase64", &key64))
+    *key = f->json_key;
+    *key_len = f->json_key_len;
+    if (optional_string(&f->values[F_KEY64], false, &key64))
         return object_error(state, shown, EINVAL,
                             "\"keyBase64\" is not a string");
     if (key64) {
-        exact_key = decode_base64(key64, &key_len, &rc);
-        if (!exact_key)
+        *exact_key = decode_base64(key64->text, key64->len, key_len, &rc);
+        if (!*exact_key)
             return rc == -ENOMEM
                 ? object_error(state, shown, ENOMEM, "out of memory")
                 : object_error(state, shown, EINVAL,
                                "\"keyBase64\" is not base64");
-        key = (const char *)exact_key;
+        *key = (const char *)*exact_key;
     }
-    if (key_len == 0 || key_len > S3M_KEY_MAX || memchr(key, '\0', key_len)) {
-        rc = object_error(state, shown, EINVAL,
-                          key_len == 0 ? "the key is empty"
-                          : key_len > S3M_KEY_MAX
-                              ? "the key is longer than 1024 bytes"
-                              : "the key holds a NUL byte");
-        goto out;
-    }
+    if (*key_len == 0 || *key_len > S3M_KEY_MAX || memchr(*key, '\0', *key_len))
+        return object_error(state, shown, EINVAL,
+                            *key_len == 0 ? "the key is empty"
+                            : *key_len > S3M_KEY_MAX
+                                ? "the key is longer than 1024 bytes"
+                                : "the key holds a NUL byte");
+    return 0;
+}
 
-    body_text = json_object_get(obj, "body");
-    if (!body_text || !json_is_string(body_text)) {
-        rc = object_error(state, shown, EINVAL,
-                          body_text ? "\"body\" is not a string"
-                                    : "\"body\" is missing");
-        goto out;
-    }
-    body = decode_base64(body_text, &body_len, &rc);
-    if (!body) {
-        rc = rc == -ENOMEM
+/* The body, checked against "size". 0 or the reported error. */
+static int object_body(struct load_state *state, struct load_fields *f)
+{
+    const char *shown = f->shown;
+    json_int_t size = 0, length = 0;
+    bool has_size, has_length;
+
+    if (!f->has_body || !f->body_is_string)
+        return object_error(state, shown, EINVAL,
+                            f->has_body ? "\"body\" is not a string"
+                                        : "\"body\" is missing");
+    if (f->body_rc)
+        return f->body_rc == -ENOMEM
             ? object_error(state, shown, ENOMEM, "out of memory")
             : object_error(state, shown, EINVAL, "\"body\" is not valid base64");
-        goto out;
+    if (optional_integer(&f->values[F_SIZE], INT64_MAX, &has_size, &size) ||
+        optional_integer(&f->values[F_LENGTH], INT64_MAX, &has_length, &length))
+        return object_error(state, shown, EINVAL,
+                            "\"size\" or \"contentLength\" is not a "
+                            "non-negative integer");
+    if (has_size && (uint64_t)size != f->body_len)
+        return object_error(state, shown, EINVAL,
+                            "the body has %zu bytes but \"size\" says %lld",
+                            f->body_len, (long long)size);
+    return 0;
+}
+
+/* Mode and owner into attrs. 0 or the reported error. */
+static int object_owner(struct load_state *state, struct load_fields *f,
+                        struct s3m_put_attrs *attrs)
+{
+    json_int_t mode = 0, uid = 0, gid = 0;
+    bool has_mode, has_uid, has_gid;
+
+    if (optional_integer(&f->values[F_MODE], 07777, &has_mode, &mode) ||
+        optional_integer(&f->values[F_UID], UINT32_MAX - 1, &has_uid, &uid) ||
+        optional_integer(&f->values[F_GID], UINT32_MAX - 1, &has_gid, &gid))
+        return object_error(state, f->shown, EINVAL,
+                            "\"mode\", \"uid\" or \"gid\" is out of range or "
+                            "not an integer");
+    /* with a file-type bit set, the store takes the bits as given, even 0 */
+    attrs->mode = has_mode ? (uint32_t)(S_IFREG | mode) : 0;
+    attrs->has_owner = has_uid || has_gid;
+    attrs->uid = has_uid ? (uint32_t)uid : state->config->default_uid;
+    attrs->gid = has_gid ? (uint32_t)gid : state->config->default_gid;
+    return 0;
+}
+
+/* "lastModified" into attrs. 0 or the reported error. */
+static int object_time(struct load_state *state, struct load_fields *f,
+                       struct s3m_put_attrs *attrs)
+{
+    const struct load_value *modified;
+
+    if (optional_string(&f->values[F_MODIFIED], false, &modified))
+        return object_error(state, f->shown, EINVAL,
+                            "\"lastModified\" is not a string");
+    if (!modified)
+        return 0;
+    if (memchr(modified->text, '\0', modified->len) ||
+        s3m_time_parse_iso(modified->text, &attrs->mtime_ns))
+        return object_error(state, f->shown, EINVAL,
+                            "\"lastModified\" is not an ISO 8601 time");
+    if (attrs->mtime_ns == 0)
+        attrs->mtime_ns = 1;   /* 0 would mean "now" to the store */
+    return 0;
+}
+
+/* Stores the object under key (NUL-ended: object_key checked that it
+ * holds no NUL); the etag's claim is handed to the verifier when deferred.
+ * 0 or the reported error. */
+static int object_store(struct load_state *state, struct load_fields *f,
+                        const char *key, struct s3m_put_attrs *attrs,
+                        const unsigned char *claimed, bool deferred)
+{
+    const char *shown = f->shown;
+    int rc = s3m_store_put(state->store, key, f->body, f->body_len, attrs,
+                           S3M_PUT_CREATE);
+
+    if (rc == 0) {
+        state->objects++;
+        state->body_bytes += f->body_len;
+        if (deferred)
+            rc = defer_check(state, key, claimed, shown, &f->values[F_ETAG]);
+    } else if (rc == -EEXIST) {
+        rc = object_error(state, shown, EINVAL, "the key appears twice");
+    } else {
+        rc = object_error(state, shown, rc, "cannot store it: %s",
+                          s3m_format_errno_text(rc));
     }
-    if (optional_integer(obj, "size", INT64_MAX, &has_size, &size) ||
-        optional_integer(obj, "contentLength", INT64_MAX, &has_length,
-                         &length)) {
-        rc = object_error(state, shown, EINVAL,
-                          "\"size\" or \"contentLength\" is not a "
-                          "non-negative integer");
+    return rc;
+}
+
+/* Checks and stores the object whose members f holds, in the order of the
+ * checks (so the first error reported does not depend on member order). */
+static int load_object(struct load_state *state, struct load_fields *f)
+{
+    const struct load_value *etag;
+    unsigned char *exact_key = NULL, md5[16], claimed[16];
+    const char *key;
+    size_t key_len;
+    struct s3m_meta *meta = NULL;
+    struct s3m_put_attrs attrs = {0};
+    char etag_hex[33];
+    int rc;
+
+    rc = object_key(state, f, &exact_key, &key, &key_len);
+    if (rc == 0)
+        rc = object_body(state, f);
+    if (rc == 0)
+        rc = object_owner(state, f, &attrs);
+    if (rc)
         goto out;
-    }
-    if (has_size && (uint64_t)size != body_len) {
-        rc = object_error(state, shown, EINVAL,
-                          "the body has %zu bytes but \"size\" says %lld",
-                          body_len, (long long)size);
-        goto out;
-    }
-    if (optional_integer(obj, "mode", 07777, &has_mode, &mode) ||
-        optional_integer(obj, "uid", UINT32_MAX - 1, &has_uid, &uid) ||
-        optional_integer(obj, "gid", UINT32_MAX - 1, &has_gid, &gid)) {
-        rc = object_error(state, shown, EINVAL,
-                          "\"mode\", \"uid\" or \"gid\" is out of range or "
-                          "not an integer");
-        goto out;
-    }
-    if (optional_string(obj, "etag", &etag)) {
-        rc = object_error(state, shown, EINVAL, "\"etag\" is not a string");
+    if (optional_string(&f->values[F_ETAG], false, &etag)) {
+        rc = object_error(state, f->shown, EINVAL, "\"etag\" is not a string");
         goto out;
     }
     bool has_claim = etag && plain_md5_etag(etag, claimed);
     /* with a verifier, the claim is checked on its thread once stored */
-    bool deferred = has_claim && state->verifier && body_len > 0;
+    bool deferred = has_claim && state->verifier && f->body_len > 0;
     if (!deferred) {
         struct s3m_md5 hash;
         s3m_md5_init(&hash);
-        s3m_md5_update(&hash, body, body_len);
+        s3m_md5_update(&hash, f->body, f->body_len);
         s3m_md5_final(&hash, md5);
     }
     if (has_claim && !deferred && memcmp(claimed, md5, 16) != 0) {
         s3m_md5_hex(md5, etag_hex);
-        rc = object_error(state, shown, EINVAL, ETAG_MISMATCH,
-                          json_string_value(etag), etag_hex);
+        rc = object_error(state, f->shown, EINVAL, ETAG_MISMATCH, etag->text,
+                          etag_hex);
         goto out;
     }
-    if (optional_string(obj, "lastModified", &modified)) {
-        rc = object_error(state, shown, EINVAL,
-                          "\"lastModified\" is not a string");
-        goto out;
-    }
-    if (modified) {
-        if (has_nul(modified) ||
-            s3m_time_parse_iso(json_string_value(modified), &attrs.mtime_ns)) {
-            rc = object_error(state, shown, EINVAL,
-                              "\"lastModified\" is not an ISO 8601 time");
-            goto out;
-        }
-        if (attrs.mtime_ns == 0)
-            attrs.mtime_ns = 1;   /* 0 would mean "now" to the store */
-    }
-    rc = build_metadata(state, shown, obj, &meta);
+    rc = object_time(state, f, &attrs);
+    if (rc == 0)
+        rc = build_metadata(state, f, &meta);
     if (rc)
         goto out;
-
     attrs.meta = meta;
-    /* with a file-type bit set, the store takes the bits as given, even 0 */
-    attrs.mode = has_mode ? (uint32_t)(S_IFREG | mode) : 0;
-    attrs.has_owner = has_uid || has_gid;
-    attrs.uid = has_uid ? (uint32_t)uid : state->config->default_uid;
-    attrs.gid = has_gid ? (uint32_t)gid : state->config->default_gid;
     attrs.md5 = deferred ? NULL : md5; /* deferred: the checker caches it */
-    {
-        char *key_text = exact_key ? (char *)exact_key : NULL;
-        if (!key_text) {
-            key_text = s3m_strndup(key, key_len);
-            if (!key_text) {
-                rc = object_error(state, shown, ENOMEM, "out of memory");
-                goto out;
-            }
-        }
-        rc = s3m_store_put(state->store, key_text, body, body_len, &attrs,
-                           S3M_PUT_CREATE);
-        if (rc == 0) {
-            state->objects++;
-            state->body_bytes += body_len;
-            if (deferred)
-                rc = defer_check(state, key_text, claimed, shown, etag);
-        } else if (rc == -EEXIST) {
-            rc = object_error(state, shown, EINVAL, "the key appears twice");
-        } else {
-            rc = object_error(state, shown, rc, "cannot store it: %s",
-                              s3m_format_errno_text(rc));
-        }
-        if (key_text != (char *)exact_key)
-            free(key_text);
-    }
+    rc = object_store(state, f, key, &attrs, claimed, deferred);
 out:
     s3m_meta_unref(meta);
-    free(body);
     free(exact_key);
     return rc;
 }
 
-static int load_member(void *ctx, const char *key, size_t key_len,
-                       json_t *value)
+/* ---- the parser's callbacks (fmt_json_parse_streamed_flat) */
+
+static int object_begin(void *ctx, const char *key, size_t key_len)
 {
-    return load_object(ctx, key, key_len, value);
+    struct load_state *state = ctx;
+    struct load_fields *f = state->fields;
+
+    fields_clear(f);
+    f->json_key = key;
+    f->json_key_len = key_len;
+    fmt_key_for_message(key, key_len, f->shown);
+    return 0;
+}
+
+static int object_field(void *ctx, const char *name, size_t name_len,
+                        const char *bytes, size_t len, json_t *value)
+{
+    struct load_state *state = ctx;
+    struct load_fields *f = state->fields;
+    struct load_value *slot;
+
+    if (name_len == 4 && memcmp(name, "body", 4) == 0) {
+        f->has_body = true;
+        f->body_is_string = value == NULL;
+        if (!value)
+            take_body(f, bytes, len);
+        return 0;
+    }
+    slot = field_slot(f, name, name_len);
+    if (slot && value_set(slot, bytes, len, value))
+        return object_error(state, f->shown, ENOMEM, "out of memory");
+    return 0;
+}
+
+static int object_end(void *ctx)
+{
+    struct load_state *state = ctx;
+    int rc = load_object(state, state->fields);
+
+    fields_clear(state->fields);
+    return rc;
+}
+
+static int object_other(void *ctx, const char *key, size_t key_len,
+                        json_t *value)
+{
+    char shown[FMT_SHOWN_MAX];
+
+    (void)value;  /* an object member would have gone to object_begin */
+    fmt_key_for_message(key, key_len, shown);
+    return object_error(ctx, shown, EINVAL, "not a JSON object");
 }
 
 /* Checks the top level: an object with "objects" an object, and the other
@@ -492,7 +688,11 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
                     struct s3m_error *err)
 {
     static const struct s3m_store_config defaults;
-    struct load_state state = {.path = path, .err = err,
+    static const struct fmt_json_flat_stream object_fns = {
+        .begin = object_begin, .field = object_field, .end = object_end,
+        .other = object_other};
+    struct load_fields fields = {0};
+    struct load_state state = {.path = path, .err = err, .fields = &fields,
                                .config = config ? config : &defaults};
     struct fmt_json_error error;
     json_t *root;
@@ -524,9 +724,10 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
     /* objects are stored as they are parsed, one at a time; their bodies are
      * checked against their etags on a second thread meanwhile */
     state.verifier = fmt_verifier_start();
-    root = fmt_json_parse_streamed(text, text_len, "objects", load_member,
-                                   &state, &error);
+    root = fmt_json_parse_streamed_flat(text, text_len, "objects",
+                                        &object_fns, &state, &error);
     free(text);
+    fields_free(&fields);
     rc = verified_mismatch(&state);
     fmt_verifier_free(state.verifier);
     state.verifier = NULL;

@@ -769,27 +769,41 @@ static void swap_pointers(void **a, void **b)
     *b = t;
 }
 
-/* Objects of source identical to the store's (same_content) take over the
- * store's body, metadata and times, so swapping source in leaves them
- * exactly as they were: a reload of the same file changes nothing the
- * kernel cached. The MD5 source knew is kept. Both write-locked. */
-static void keep_identical(struct s3m_store *store, struct s3m_store *source,
-                           int64_t mtime_unit)
+/* source's object b, identical to the store's a (same_content), takes
+ * over a's body, metadata and times, so swapping source in leaves it
+ * exactly as it was: a reload of the same file changes nothing the kernel
+ * cached. The MD5 b knew is kept. */
+static void keep_identical(struct s3m_object *a, struct s3m_object *b)
 {
-    struct s3m_object *a = store->head[0], *b = source->head[0];
     unsigned char md5[16];
 
-    while (a && b) {
-        int c = strcmp(a->key, b->key);
-        if (c == 0 && same_content(a, b, mtime_unit)) {
-            if (b->body && body_cached_md5(b->body, md5))
-                body_set_md5(a->body, md5);
-            swap_pointers((void **)&a->body, (void **)&b->body);
-            swap_pointers((void **)&a->meta, (void **)&b->meta);
-            b->mtime_ns = a->mtime_ns;
-            b->atime_ns = a->atime_ns;
-            b->ctime_ns = a->ctime_ns;
-        }
+    if (b->body && body_cached_md5(b->body, md5))
+        body_set_md5(a->body, md5);
+    swap_pointers((void **)&a->body, (void **)&b->body);
+    swap_pointers((void **)&a->meta, (void **)&b->meta);
+    b->mtime_ns = a->mtime_ns;
+    b->atime_ns = a->atime_ns;
+    b->ctime_ns = a->ctime_ns;
+}
+
+/* Walks store and source (both write-locked) side by side in key order:
+ * with mtime_unit, keeps identical objects as they were (keep_identical);
+ * with changed, reports each key the swap changes (only in one store, or
+ * neither kept nor same_object) until it returns non-zero. */
+static void swap_walk(struct s3m_store *store, struct s3m_store *source,
+                      int64_t mtime_unit, s3m_store_diff_fn changed,
+                      void *ctx)
+{
+    struct s3m_object *a = store->head[0], *b = source->head[0];
+
+    while ((a || b) && (changed || (mtime_unit && a && b))) {
+        int c = !a ? 1 : !b ? -1 : strcmp(a->key, b->key);
+        bool kept = c == 0 && mtime_unit && same_content(a, b, mtime_unit);
+        if (kept)
+            keep_identical(a, b);   /* b now holds what a held */
+        if (changed && !kept && (c != 0 || !same_object(a, b)) &&
+            changed(ctx, c <= 0 ? a->key : b->key) != 0)
+            changed = NULL;
         if (c <= 0)
             a = a->forward[0];
         if (c >= 0)
@@ -798,13 +812,13 @@ static void keep_identical(struct s3m_store *store, struct s3m_store *source,
 }
 
 static void swap_in(struct s3m_store *store, struct s3m_store *source,
-                    int64_t mtime_unit)
+                    int64_t mtime_unit, s3m_store_diff_fn changed, void *ctx)
 {
     struct s3m_object **old_buckets;
     store_write_lock(store);
     store_write_lock(source);
-    if (mtime_unit)
-        keep_identical(store, source, mtime_unit);
+    if (mtime_unit || changed)
+        swap_walk(store, source, mtime_unit, changed, ctx);
     struct s3m_object *first = take_contents(store, &old_buckets);
     store->buckets = source->buckets;
     store->bucket_count = source->bucket_count;
@@ -825,17 +839,20 @@ static void swap_in(struct s3m_store *store, struct s3m_store *source,
     store_log(store, "swap in %zu objects", store->count);
 }
 
-void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source)
+void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source,
+                       s3m_store_diff_fn changed, void *ctx)
 {
-    swap_in(store, source, 1000000);   /* save files keep milliseconds */
+    /* save files keep milliseconds */
+    swap_in(store, source, 1000000, changed, ctx);
 }
 
-int s3m_store_restore(struct s3m_store *store, struct s3m_store *source)
+int s3m_store_restore(struct s3m_store *store, struct s3m_store *source,
+                      s3m_store_diff_fn changed, void *ctx)
 {
     struct s3m_store *copy = s3m_store_snapshot(source);
     if (!copy)
         return -ENOMEM;
-    swap_in(store, copy, 0);            /* exactly the snapshot */
+    swap_in(store, copy, 0, changed, ctx); /* exactly the snapshot */
     s3m_store_free(copy);
     return 0;
 }

@@ -5,9 +5,12 @@
  * present it must complete the last quantum (the length is then a multiple
  * of 4) and nothing may follow it. Non-zero bits left over in the last
  * character are ignored, as RFC 4648 section 3.5 allows.
+ *
+ * Threads: the lookup tables are filled once (pthread_once), then only read.
  */
 #include "s3mem/util.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -56,15 +59,23 @@ void s3m_base64_encode(const void *data, size_t len, char *out)
     *out = '\0';
 }
 
-/* The 6-bit value of each byte, or 0xff for bytes outside the alphabet. */
-static unsigned char base64_values[256];
-static pthread_once_t base64_values_once = PTHREAD_ONCE_INIT;
+/* Each byte's 6-bit value shifted to its place in a 24-bit quantum, for
+ * each of the quantum's four characters; BASE64_BAD for a byte outside the
+ * alphabet (no valid quantum reaches that bit). One lookup per character
+ * both decodes and validates. */
+#define BASE64_BAD 0x80000000u
+static uint32_t base64_shifted[4][256];
+static pthread_once_t base64_shifted_once = PTHREAD_ONCE_INIT;
 
-static void base64_values_fill(void)
+static void base64_shifted_fill(void)
 {
-    memset(base64_values, 0xff, sizeof(base64_values));
+    for (unsigned place = 0; place < 4; place++)
+        for (unsigned byte = 0; byte < 256; byte++)
+            base64_shifted[place][byte] = BASE64_BAD;
     for (unsigned i = 0; i < 64; i++)
-        base64_values[(unsigned char)base64_alphabet[i]] = (unsigned char)i;
+        for (unsigned place = 0; place < 4; place++)
+            base64_shifted[place][(unsigned char)base64_alphabet[i]] =
+                (uint32_t)i << (18 - 6 * place);
 }
 
 /* Returns text_len without its padding (at most two '='), or (size_t)-1
@@ -81,47 +92,49 @@ static size_t base64_unpadded_length(const char *text, size_t text_len)
     return len;
 }
 
-/* True when the len unpadded characters of text can be decoded. */
-static bool base64_valid(const char *text, size_t len)
+static uint32_t base64_quantum(const unsigned char *in)
 {
-    unsigned char bad = 0;
-
-    if (len == (size_t)-1 || len % 4 == 1)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        bad |= base64_values[(unsigned char)text[i]];
-    return !(bad & 0x80);
+    return base64_shifted[0][in[0]] | base64_shifted[1][in[1]] |
+           base64_shifted[2][in[2]] | base64_shifted[3][in[3]];
 }
 
-/* Validates all of text before writing, so a failure leaves out and
- * out_len untouched. */
+/* One pass: each quantum is decoded and checked by the same lookups. While
+ * another full quantum follows, its three bytes go out in one 4-byte store
+ * (the fourth is overwritten next). */
 int s3m_base64_decode(const char *text, size_t text_len, unsigned char *out,
                       size_t *out_len)
 {
     const unsigned char *in = (const unsigned char *)text;
     size_t len = base64_unpadded_length(text, text_len);
-    size_t written = 0, i;
-    uint32_t group;
+    size_t written = 0, i = 0;
+    uint32_t group, bad = 0;
 
-    pthread_once(&base64_values_once, base64_values_fill);
-    if (!base64_valid(text, len))
+    if (len == (size_t)-1 || len % 4 == 1)
         return -EINVAL;
-    for (i = 0; i + 4 <= len; i += 4) {
-        group = (uint32_t)base64_values[in[i]] << 18 |
-                (uint32_t)base64_values[in[i + 1]] << 12 |
-                (uint32_t)base64_values[in[i + 2]] << 6 |
-                base64_values[in[i + 3]];
+    pthread_once(&base64_shifted_once, base64_shifted_fill);
+    for (; i + 8 <= len; i += 4, written += 3) {
+        group = base64_quantum(in + i);
+        bad |= group;
+        uint32_t bytes = htobe32(group << 8);
+        memcpy(out + written, &bytes, 4);
+    }
+    for (; i + 4 <= len; i += 4) {
+        group = base64_quantum(in + i);
+        bad |= group;
         out[written++] = (unsigned char)(group >> 16);
         out[written++] = (unsigned char)(group >> 8);
         out[written++] = (unsigned char)group;
     }
     group = 0;
-    for (; i < len; i++)
-        group = group << 6 | base64_values[in[i]];
+    for (unsigned place = 0; i < len; i++, place++)
+        group |= base64_shifted[place][in[i]];
+    bad |= group;
+    if (bad & BASE64_BAD)
+        return -EINVAL;
     if (len % 4 >= 2)
-        out[written++] = (unsigned char)(group >> (len % 4 == 2 ? 4 : 10));
+        out[written++] = (unsigned char)(group >> 16);
     if (len % 4 == 3)
-        out[written++] = (unsigned char)(group >> 2);
+        out[written++] = (unsigned char)(group >> 8);
     *out_len = written;
     return 0;
 }

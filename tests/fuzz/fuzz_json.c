@@ -11,7 +11,8 @@
  * The streamed form is checked too: with the top-level member "objects"
  * streamed, the members seen one by one, gathered as the full parse
  * gathers them, must equal its "objects", and the returned root must hold
- * "objects" as {}.
+ * "objects" as {}. So must the flat stream's (fmt_json_parse_streamed_flat),
+ * each object member rebuilt from its members.
  */
 #include "fuzz_common.h"
 
@@ -29,6 +30,54 @@ static int collect_member(void *ctx, const char *key, size_t key_len,
     FUZZ_CHECK(strlen(key) == key_len);
     FUZZ_CHECK(json_object_setn(ctx, key, key_len, value) == 0);
     return 0;
+}
+
+/* The flat stream gathered the same way: an object member's members into
+ * a new object, set into the collection at its end. */
+struct flat_collect {
+    json_t *all;                   /* owned: the members gathered */
+    json_t *current;               /* owned: the object being read */
+    char *key;                     /* owned: its key */
+    size_t key_len;
+};
+
+static int flat_begin(void *ctx, const char *key, size_t key_len)
+{
+    struct flat_collect *c = ctx;
+    FUZZ_CHECK(strlen(key) == key_len && c->current == NULL);
+    c->current = json_object();
+    c->key = strndup(key, key_len);
+    c->key_len = key_len;
+    FUZZ_CHECK(c->current != NULL && c->key != NULL);
+    return 0;
+}
+
+static int flat_field(void *ctx, const char *key, size_t key_len,
+                      const char *bytes, size_t len, json_t *value)
+{
+    struct flat_collect *c = ctx;
+    json_t *member = value ? json_incref(value) : json_stringn(bytes, len);
+    FUZZ_CHECK(c->current != NULL && member != NULL);
+    FUZZ_CHECK(json_object_setn_new(c->current, key, key_len, member) == 0);
+    return 0;
+}
+
+static int flat_end(void *ctx)
+{
+    struct flat_collect *c = ctx;
+    FUZZ_CHECK(json_object_setn_new(c->all, c->key, c->key_len,
+                                    c->current) == 0);
+    free(c->key);
+    c->key = NULL;
+    c->current = NULL;
+    return 0;
+}
+
+static int flat_other(void *ctx, const char *key, size_t key_len,
+                      json_t *value)
+{
+    struct flat_collect *c = ctx;
+    return collect_member(c->all, key, key_len, value);
 }
 
 static bool has_duplicate_objects_member(const uint8_t *data, size_t size)
@@ -59,6 +108,18 @@ static void check_streamed(const uint8_t *data, size_t size, json_t *full)
     FUZZ_CHECK(json_is_object(json_object_get(root, "objects")));
     FUZZ_CHECK(json_object_size(json_object_get(root, "objects")) == 0);
     json_decref(collected);
+    json_decref(root);
+
+    static const struct fmt_json_flat_stream fns = {
+        .begin = flat_begin, .field = flat_field, .end = flat_end,
+        .other = flat_other};
+    struct flat_collect flat = {.all = json_object()};
+    FUZZ_CHECK(flat.all != NULL);
+    root = fmt_json_parse_streamed_flat((const char *)data, size, "objects",
+                                        &fns, &flat, &error);
+    FUZZ_CHECK(root != NULL && flat.current == NULL);
+    FUZZ_CHECK(json_equal(flat.all, objects));
+    json_decref(flat.all);
     json_decref(root);
 }
 

@@ -75,13 +75,15 @@ static void test_strings_decode(void)
 static void test_string_scan_bounds(void)
 {
     static const char *const specials[] = {"\\n", "\\\"", "\xc3\xa9",
-                                           "\xe2\x82\xac", "~", " "};
-    for (size_t at = 0; at < 19; at++) {
+                                           "\xe2\x82\xac", "~", " ", "\x7f"};
+    /* past two 16-byte blocks, the 8-byte words and the byte tail */
+    static const char lower[] = "abcdefghijklmnopqrstuvwxyzabcdefghijklmn";
+    static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMN";
+    for (size_t at = 0; at < 40; at++) {
         for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
-            char text[64];
+            char text[96];
             int n = snprintf(text, sizeof(text), "[\"%.*s%s%.*s\",1]", (int)at,
-                             "abcdefghijklmnopqrstuvwxyz", specials[k],
-                             (int)(18 - at), "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+                             lower, specials[k], (int)(39 - at), upper);
             json_error_t error;
             json_t *ours = parse(text);
             json_t *theirs = json_loadb(text, (size_t)n, 0, &error);

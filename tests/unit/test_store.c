@@ -655,7 +655,7 @@ static void test_copy_on_write(void)
     /* restore brings the old contents back; the snapshot stays usable */
     CHECK_INT(s3m_store_put(store, "extra", "e", 1, NULL, 0), 0);
     CHECK_INT(s3m_store_delete(store, "small"), 0);
-    CHECK_INT(s3m_store_restore(store, snap), 0);
+    CHECK_INT(s3m_store_restore(store, snap, NULL, NULL), 0);
     CHECK(key_holds(store, "big", old, len));
     CHECK(key_holds(store, "small", "s", 1));
     CHECK_INT(s3m_store_head(store, "extra", NULL), -ENOENT);
@@ -1863,7 +1863,7 @@ static void test_foreach_and_swap(void)
     CHECK_INT(s3m_store_put(source, "x", "xx", 2, NULL, 0), 0);
     CHECK_INT(s3m_store_put(source, "y/z", "yyy", 3, NULL, 0), 0);
     struct s3m_object *moved = s3m_store_open(source, "x", &rc);
-    s3m_store_swap_in(store, source);
+    s3m_store_swap_in(store, source, NULL, NULL);
     s3m_store_free(source);
     CHECK(!s3m_object_attached(store, old));
     CHECK(s3m_object_attached(store, moved));
@@ -1928,7 +1928,7 @@ static void test_misc(void)
 
     /* restore from itself changes nothing */
     char *a = store_dump(store);
-    CHECK_INT(s3m_store_restore(store, store), 0);
+    CHECK_INT(s3m_store_restore(store, store, NULL, NULL), 0);
     char *b = store_dump(store);
     CHECK(dump_equal(a, b));
     free(a);
@@ -2327,7 +2327,7 @@ static int op_snapshot(void *arg)
 static int op_restore(void *arg)
 {
     struct op_ctx *c = arg;
-    return s3m_store_restore(c->store, c->snapshot);
+    return s3m_store_restore(c->store, c->snapshot, NULL, NULL);
 }
 
 static int op_list(void *arg)
@@ -2552,6 +2552,54 @@ static void test_count_prefixes(void)
 
 /* swap_in (load) leaves an object identical to the one it replaces as it
  * was, to the nanosecond; anything that differs is replaced. */
+
+/* Keys a change report named, space-separated; stops after stop_after. */
+struct seen_keys {
+    char text[256];
+    int calls;
+    int stop_after;                /* 0: never */
+};
+
+static int see_key(void *ctx, const char *key)
+{
+    struct seen_keys *seen = ctx;
+    size_t used = strlen(seen->text);
+    snprintf(seen->text + used, sizeof(seen->text) - used, "%s ", key);
+    return ++seen->calls == seen->stop_after;
+}
+
+/* restore names the keys it changes, in one pass; a listener can stop it */
+static void test_restore_reports_changes(void)
+{
+    struct s3m_store *store = store_plain();
+    CHECK_INT(s3m_store_put(store, "a", "1", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "b", "2", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "c", "3", 1, NULL, 0), 0);
+    struct s3m_store *snap = s3m_store_snapshot(store);
+    CHECK(snap != NULL);
+    CHECK_INT(s3m_store_put(store, "b", "changed", 7, NULL, 0), 0);
+    CHECK_INT(s3m_store_delete(store, "c"), 0);
+    CHECK_INT(s3m_store_put(store, "d", "4", 1, NULL, 0), 0);
+    struct seen_keys seen = {0};
+    CHECK_INT(s3m_store_restore(store, snap, see_key, &seen), 0);
+    CHECK_STR(seen.text, "b c d ");
+    CHECK(key_holds(store, "b", "2", 1));
+    /* nothing differs now: nothing named */
+    struct seen_keys none = {0};
+    CHECK_INT(s3m_store_restore(store, snap, see_key, &none), 0);
+    CHECK_INT(none.calls, 0);
+    /* a listener that stops is not called again, and the restore completes */
+    CHECK_INT(s3m_store_put(store, "a", "x", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "b", "x", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "e", "x", 1, NULL, 0), 0);
+    struct seen_keys stop = {.stop_after = 1};
+    CHECK_INT(s3m_store_restore(store, snap, see_key, &stop), 0);
+    CHECK_STR(stop.text, "a ");
+    CHECK(list_is(store, NULL, 0, NULL, "k:a\nk:b\nk:c\n"));
+    s3m_store_free(snap);
+    s3m_store_free(store);
+}
+
 static void test_swap_in_keeps_identical(void)
 {
     struct s3m_store *store = store_plain(), *source = store_plain();
@@ -2579,8 +2627,11 @@ static void test_swap_in_keeps_identical(void)
     CHECK_INT(s3m_store_put(source, "meta", "abc", 3, &no_meta, 0), 0);
     CHECK_INT(s3m_store_put(source, "dir/", "", 0, &in_file, 0), 0);
     CHECK_INT(s3m_store_put(source, "new", "n", 1, &in_file, 0), 0);
-    s3m_store_swap_in(store, source);
+    struct seen_keys seen = {0};
+    s3m_store_swap_in(store, source, see_key, &seen);
     s3m_store_free(source);
+    /* the keys the swap changed, in order: kept ones are not among them */
+    CHECK_STR(seen.text, "bytes gone meta new time ");
 
     CHECK_INT(s3m_store_head(store, "same", &after), 0);
     CHECK_INT(after.mtime_ns, when);
@@ -2610,6 +2661,7 @@ int main(void)
 {
     RUN(test_put_get_sizes);
     RUN(test_put_attrs);
+    RUN(test_restore_reports_changes);
     RUN(test_keys);
     RUN(test_etag_random_writes);
     RUN(test_chunk_pool);
