@@ -48,6 +48,25 @@ void s3m_base64_encode(const void *data, size_t len, char *out);
 int s3m_base64_decode(const char *text, size_t text_len, unsigned char *out,
                       size_t *out_len);
 
+/* ---- mapped files (mapped.c) ------------------------------------------- */
+
+/* A regular file's bytes, mapped read-only as they were when opened. */
+struct s3m_mapped {
+    const char *data;            /* len bytes, not NUL-ended */
+    size_t len;
+    int slot;                    /* in mapped.c's table */
+};
+/* Maps fd's file (its size now). 0; -ENODEV when it cannot or need not be
+ * mapped (not a regular file, empty, too many mapped at once): read it
+ * instead; or -errno. A file that shrinks while mapped does not kill the
+ * process: the bytes past its new end read as zeros, and
+ * s3m_mapped_damaged tells. */
+int s3m_mapped_open(int fd, struct s3m_mapped *out);
+/* True when the file shrank under the mapping and zeros were read. */
+bool s3m_mapped_damaged(const struct s3m_mapped *mapped);
+/* Unmaps (nothing for a zeroed struct). */
+void s3m_mapped_close(struct s3m_mapped *mapped);
+
 /* ---- time --------------------------------------------------------------- */
 
 /* Nanoseconds since the epoch, from CLOCK_REALTIME. */

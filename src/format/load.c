@@ -1,7 +1,9 @@
 /*
  * load.c - reads an s3db.js MemoryClient save file into a new store.
  *
- * Design note: the file is read whole and parsed in one pass (json_read.c);
+ * Design note: the file is mapped (s3m_mapped_open: no copy, and a file
+ * that shrinks meanwhile fails the load instead of killing the daemon) or
+ * read whole, and parsed in one pass (json_read.c);
  * each member of "objects" comes member by member into a struct
  * load_fields, with no jansson tree for the object: the body's base64 is
  * decoded straight from the text into a reused buffer. At the object's
@@ -706,17 +708,23 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
         return s3m_error_set(err, rc, "cannot read '%s': %s", path,
                              s3m_format_errno_text(rc));
     }
-    /* read it whole, then parse from memory (json_read.c) */
+    /* mapped from the page cache, or read whole; parsed from memory */
+    struct s3m_mapped mapped;
     size_t text_len = 0;
     char *text = NULL;
-    rc = fmt_read_whole(file, &text, &text_len);
+    rc = s3m_mapped_open(fileno(file), &mapped);
+    if (rc == -ENODEV)
+        rc = fmt_read_whole(file, &text, &text_len);
     fclose(file);
     read_failed = rc != 0;
     if (read_failed)
         return s3m_error_set(err, rc, "cannot read '%s': %s", path,
                              s3m_format_errno_text(rc));
+    if (mapped.data)
+        text_len = mapped.len;
     state.store = s3m_store_new(state.config);
     if (!state.store) {
+        s3m_mapped_close(&mapped);
         free(text);
         return s3m_error_set(err, ENOMEM, "cannot load '%s': out of memory",
                              path);
@@ -724,10 +732,20 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
     /* objects are stored as they are parsed, one at a time; their bodies are
      * checked against their etags on a second thread meanwhile */
     state.verifier = fmt_verifier_start();
-    root = fmt_json_parse_streamed_flat(text, text_len, "objects",
-                                        &object_fns, &state, &error);
+    root = fmt_json_parse_streamed_flat(mapped.data ? mapped.data : text,
+                                        text_len, "objects", &object_fns,
+                                        &state, &error);
+    bool changed = s3m_mapped_damaged(&mapped);
+    s3m_mapped_close(&mapped);
     free(text);
     fields_free(&fields);
+    if (changed) {
+        fmt_verifier_free(state.verifier);
+        json_decref(root);
+        s3m_store_free(state.store);
+        return s3m_error_set(err, EIO, "cannot load '%s': the file shrank "
+                             "while it was read", path);
+    }
     rc = verified_mismatch(&state);
     fmt_verifier_free(state.verifier);
     state.verifier = NULL;
