@@ -245,7 +245,7 @@ static int run_libfuse_loop(struct fuse_session *se, const struct fuse_cmdline_o
 }
 
 /* Starts the threads beside the request loop: the cache notifier, the
- * chunk pool and autopersist. They start with SIGINT, SIGTERM and SIGHUP
+ * chunk pool, the reaper and autopersist. They start with SIGINT, SIGTERM and SIGHUP
  * blocked, as the loop's workers do, so that libfuse's handlers run on the
  * thread that waits for them. */
 static void start_helpers(struct s3m_fs *fs, struct s3m_ctl *ctl,
@@ -260,6 +260,8 @@ static void start_helpers(struct s3m_fs *fs, struct s3m_ctl *ctl,
     s3m_fs_start(fs);
     if (s3m_body_pool_start() != 0)
         s3m_log("cannot start the chunk pool: big writes fault their own pages");
+    if (s3m_store_reaper_start() != 0)
+        s3m_log("cannot start the reaper: commands free what they replace");
     if ((opts->autopersist || opts->autopersist_ms) &&
         s3m_ctl_start_autopersist(ctl, opts->autopersist_ms) != 0)
         s3m_log("cannot start autopersist");
@@ -300,6 +302,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     if (s3m_ctl_persist(ctl, false) != 0)
         rc = 1;
     s3m_body_pool_stop();
+    s3m_store_reaper_stop();
     fuse_session_unmount(se);
     s3m_log("unmounted %s", cmdline->mountpoint);
 signals:

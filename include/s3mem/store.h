@@ -123,6 +123,12 @@ void s3m_body_remember_md5(struct s3m_body *body, const unsigned char md5[16]);
 void s3m_body_md5(struct s3m_body *body, unsigned char md5[16]);
 /* Bytes of chunk memory held by every body of the process. */
 uint64_t s3m_body_memory_used(void);
+
+/* Starts the reaper thread, which frees the objects a swap, restore or
+ * clear replaced after the call returns (without it they are freed inside
+ * the call). Stop frees whatever is still waiting. 0 or -errno. */
+int s3m_store_reaper_start(void);
+void s3m_store_reaper_stop(void);
 /* Starts the thread that keeps full-size chunks faulted in ahead of big
  * writes (chunk_pool.c), so that the kernel's page faults happen on another
  * CPU than the writer's. Optional: without it chunks are allocated when

@@ -134,6 +134,21 @@ void body_md5(const struct s3m_body *body, unsigned char md5[16]);
 /* Hex MD5 of body, from the cache or computed (and cached) without a lock. */
 void body_etag(struct s3m_body *body, char out[33]);
 
+/* ---- store.c */
+/* Drops the index's reference of every object of a detached list
+ * (forward[0]) and frees its old hash table. */
+void objects_release(struct s3m_object *first, struct s3m_object **buckets);
+/* True when growth more bytes of bodies would pass config's max_memory,
+ * once what the reaper holds is freed. */
+bool memory_over(const struct s3m_store_config *config, uint64_t growth);
+
+/* ---- reaper.c */
+/* objects_release, on the reaper's thread when it runs. */
+void reaper_release(struct s3m_object *first, struct s3m_object **buckets);
+/* Waits until the reaper has freed all it was given; true when it had
+ * anything. */
+bool reaper_drain(void);
+
 /* ---- chunk_pool.c */
 /* Bytes of one allocation of a chunk of this capacity (body.c). */
 size_t chunk_alloc_size(uint32_t capacity);

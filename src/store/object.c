@@ -59,8 +59,7 @@ static int change_body(struct s3m_store *store, struct s3m_object *obj,
     if (growth > len)
         growth = len; /* a hole costs nothing */
     int rc = 0;
-    if (config->max_memory && growth &&
-        s3m_body_memory_used() + growth > config->max_memory)
+    if (memory_over(config, growth))
         rc = -ENOSPC;
     else if (write)
         rc = body_write(&obj->body, offset, data, len);

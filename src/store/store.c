@@ -82,7 +82,8 @@ struct s3m_store *s3m_store_new(const struct s3m_store_config *config)
 
 /* Takes the store's whole index out of it (the store is left empty) and
  * marks every object detached. Caller holds the write lock. Returns the
- * first object of the old skiplist; free it with release_detached. */
+ * first object of the old skiplist; free it with objects_release (or hand
+ * it to reaper_release). */
 static struct s3m_object *take_contents(struct s3m_store *store,
                                         struct s3m_object ***old_buckets)
 {
@@ -101,7 +102,7 @@ static struct s3m_object *take_contents(struct s3m_store *store,
 }
 
 /* Drops the index's reference of every object of a taken-out list. */
-static void release_detached(struct s3m_object *first, struct s3m_object **buckets)
+void objects_release(struct s3m_object *first, struct s3m_object **buckets)
 {
     while (first) {
         struct s3m_object *next = first->forward[0];
@@ -109,6 +110,17 @@ static void release_detached(struct s3m_object *first, struct s3m_object **bucke
         first = next;
     }
     free(buckets);
+}
+
+bool memory_over(const struct s3m_store_config *config, uint64_t growth)
+{
+    if (!config->max_memory || growth == 0)
+        return false;
+    if (s3m_body_memory_used() + growth <= config->max_memory)
+        return false;
+    /* replaced objects may still wait for the reaper: count without them */
+    return !reaper_drain() ||
+           s3m_body_memory_used() + growth > config->max_memory;
 }
 
 void s3m_store_free(struct s3m_store *store)
@@ -119,7 +131,7 @@ void s3m_store_free(struct s3m_store *store)
     store_write_lock(store);
     struct s3m_object *first = take_contents(store, &buckets);
     store_unlock(store);
-    release_detached(first, buckets);
+    objects_release(first, buckets);
     pthread_rwlock_destroy(&store->lock);
     free(store->bucket);
     free(store);
@@ -291,8 +303,7 @@ int s3m_store_put(struct s3m_store *store, const char *key, const void *data,
                   size_t len, const struct s3m_put_attrs *attrs, int flags)
 {
     const struct s3m_store_config *config = &store->config;
-    if (config->max_memory && len &&
-        s3m_body_memory_used() + len > config->max_memory)
+    if (memory_over(config, len))
         return -ENOSPC;
     struct s3m_body *body;
     int rc = s3m_body_from_bytes(data, len, &body);
@@ -602,7 +613,7 @@ void s3m_store_clear(struct s3m_store *store)
     STORE_CHANGED(store);
     store_unlock(store);
     if (buckets)
-        release_detached(first, old_buckets);
+        reaper_release(first, old_buckets);
     store_log(store, "clear");
 }
 
@@ -650,6 +661,7 @@ void s3m_store_stats(struct s3m_store *store, struct s3m_store_stats *stats)
     stats->total_size = store->total_size;
     stats->key_bytes = store->key_bytes;
     store_unlock(store);
+    reaper_drain();                /* nothing only waiting to be freed */
     stats->memory_used = s3m_body_memory_used();
 #define LOAD(field) stats->field = atomic_load_explicit(&store->field, memory_order_relaxed)
     LOAD(puts); LOAD(gets); LOAD(heads); LOAD(deletes); LOAD(lists);
@@ -835,7 +847,7 @@ static void swap_in(struct s3m_store *store, struct s3m_store *source,
     STORE_CHANGED(store);
     store_unlock(source);
     store_unlock(store);
-    release_detached(first, old_buckets);
+    reaper_release(first, old_buckets);
     store_log(store, "swap in %zu objects", store->count);
 }
 
