@@ -122,7 +122,7 @@ static int collect_name(void *arg, const char *key,
 static int finish_file(struct export_state *state)
 {
     struct stat st;
-    int rc = state->out.error ? -state->out.error : 0;
+    int rc = fmt_out_flush(&state->out) ? -state->out.error : 0;
 
     if (state->out.gz) {
         int zrc = gzclose_w(state->out.gz);
@@ -405,7 +405,7 @@ static int write_manifest(struct export_state *state, const char *bucket,
     }
     step = "write";
     write_manifest_body(&out, state, bucket, key_prefix, total_size);
-    rc = -out.error;
+    rc = -fmt_out_flush(&out);
     if (!rc && fflush(out.file) != 0)
         rc = -errno;
     if (!rc && fsync(fileno(out.file)) != 0)

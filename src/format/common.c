@@ -128,32 +128,57 @@ int fmt_zlib_errno(int zlib_code)
 
 /* ---- the sink ---------------------------------------------------------- */
 
+/* Hands len bytes to the file or the gzip stream. */
+static void sink_write(struct fmt_out *out, const void *data, size_t len)
+{
+    if (out->file) {
+        if (fwrite(data, 1, len, out->file) != len)
+            out->error = errno ? errno : EIO;
+        return;
+    }
+    const char *bytes = data;
+    size_t done = 0;
+    while (done < len) {
+        unsigned piece = len - done > (1u << 30) ? 1u << 30
+                                                 : (unsigned)(len - done);
+        if (gzwrite(out->gz, bytes + done, piece) != (int)piece) {
+            int zlib_code;
+            gzerror(out->gz, &zlib_code);
+            out->error = -fmt_zlib_errno(zlib_code);
+            if (!out->error)
+                out->error = EIO;
+            return;
+        }
+        done += piece;
+    }
+}
+
+int fmt_out_flush(struct fmt_out *out)
+{
+    if (out->staged_len && !out->error)
+        sink_write(out, out->staged, out->staged_len);
+    out->staged_len = 0;
+    return out->error;
+}
+
 void fmt_out_write(struct fmt_out *out, const void *data, size_t len)
 {
     if (out->error || len == 0)
         return;
-    if (out->file) {
-        if (fwrite(data, 1, len, out->file) != len)
-            out->error = errno ? errno : EIO;
-    } else {
-        const char *bytes = data;
-        size_t done = 0;
-        while (done < len) {
-            unsigned piece = len - done > (1u << 30) ? 1u << 30
-                                                     : (unsigned)(len - done);
-            if (gzwrite(out->gz, bytes + done, piece) != (int)piece) {
-                int zlib_code;
-                gzerror(out->gz, &zlib_code);
-                out->error = -fmt_zlib_errno(zlib_code);
-                if (!out->error)
-                    out->error = EIO;
-                return;
-            }
-            done += piece;
-        }
+    out->bytes += len;
+    if (len <= sizeof(out->staged) - out->staged_len) {
+        memcpy(out->staged + out->staged_len, data, len);
+        out->staged_len += len;
+        return;
     }
-    if (!out->error)
-        out->bytes += len;
+    if (fmt_out_flush(out))
+        return;
+    if (len >= sizeof(out->staged) / 2) {
+        sink_write(out, data, len);
+    } else {
+        memcpy(out->staged, data, len);
+        out->staged_len = len;
+    }
 }
 
 void fmt_out_text(struct fmt_out *out, const char *text)

@@ -25,14 +25,19 @@
  * JSON.stringify writes it. New string (len bytes plus a NUL), or NULL. */
 static char *value_json(const json_t *value, size_t *len)
 {
-    struct fmt_out out = {0};
+    struct fmt_out out;              /* staged bytes need no zeroing */
     char *text = NULL, *copy;
     size_t size = 0;
 
+    out.gz = NULL;
+    out.bytes = 0;
+    out.error = 0;
+    out.staged_len = 0;
     out.file = open_memstream(&text, &size);
     if (!out.file)
         return NULL;
     fmt_out_json_js(&out, value);
+    fmt_out_flush(&out);
     if (fclose(out.file) != 0 || out.error) {
         free(text);
         return NULL;

@@ -17,14 +17,22 @@
 
 /* A sink: exactly one of file and gz is set. Writing after an error does
  * nothing; error holds the first positive errno. */
+/* Where a writer's bytes go: a file or a gzip stream. Small writes are
+ * staged in the struct and handed over in pieces (stdio copies a write of
+ * up to 20 bytes one byte at a time, and locks the file for each): call
+ * fmt_out_flush before closing the sink. The first error sticks. */
 struct fmt_out {
     FILE *file;
     gzFile gz;
     uint64_t bytes;           /* bytes given to the sink (before gzip) */
     int error;
+    size_t staged_len;
+    char staged[8192];
 };
 
 void fmt_out_write(struct fmt_out *out, const void *data, size_t len);
+/* Hands the staged bytes to the sink; returns the first error (0). */
+int fmt_out_flush(struct fmt_out *out);
 void fmt_out_text(struct fmt_out *out, const char *text);
 void fmt_out_printf(struct fmt_out *out, const char *format, ...)
     __attribute__((format(printf, 2, 3)));

@@ -215,7 +215,7 @@ static int stream_snapshot(struct s3m_store *snapshot, FILE *file,
     fmt_hasher_stop(state->hasher);
     state->hasher = NULL;
     fmt_out_text(&state->out, state->objects ? "\n  }\n}" : "}\n}");
-    return state->out.error;
+    return fmt_out_flush(&state->out);
 }
 
 int s3m_format_save(struct s3m_store *store, const char *path,

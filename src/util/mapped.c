@@ -15,7 +15,8 @@
  *
  * Threads: the table's slots are claimed with atomics, never with a lock,
  * because the handler reads them; a mapping is used by one thread at a
- * time. The handler calls only mmap and atomics.
+ * time. The handler calls only mmap, sigaction and atomics (lock-free
+ * here).
  */
 #include "s3mem/util.h"
 
@@ -39,6 +40,7 @@ struct mapped_slot {
 };
 
 static struct mapped_slot slots[MAPPED_SLOTS];
+static uintptr_t page_size;        /* set before the handler is installed */
 static struct sigaction previous_action;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 static bool handler_installed;
@@ -50,8 +52,7 @@ static bool cover_with_zeros(struct mapped_slot *slot, uintptr_t addr)
     size_t len = atomic_load(&slot->len);
     if (start == 0 || addr < start || addr >= start + len)
         return false;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t from = addr & ~(page - 1);
+    uintptr_t from = addr & ~(page_size - 1);
     void *zeros = mmap((void *)from, start + len - from, PROT_READ,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     if (zeros == MAP_FAILED)
@@ -90,6 +91,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *context)
 static void install_handler(void)
 {
     struct sigaction action;
+    page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
     memset(&action, 0, sizeof(action));
     action.sa_sigaction = on_sigbus;
     action.sa_flags = SA_SIGINFO;
