@@ -232,8 +232,16 @@ int s3m_store_move(struct s3m_store *store, const char *src, const char *dst,
  * *moved (may be NULL). Moving nothing is success. */
 int s3m_store_move_prefix(struct s3m_store *store, const char *src_prefix,
                           const char *dst_prefix, size_t *moved);
-/* Deletes every object. */
-void s3m_store_clear(struct s3m_store *store);
+/* Called with each key whose object differs between two stores (only in
+ * one, or another body, metadata, times, mode or owner), in key order, with
+ * the stores locked (fn must not call into either). fn returns non-zero
+ * to stop. */
+typedef int (*s3m_store_diff_fn)(void *ctx, const char *key);
+
+/* Deletes every object. changed (may be NULL) hears each key it deleted,
+ * in key order, under the store's lock (see s3m_store_diff_fn). */
+void s3m_store_clear(struct s3m_store *store, s3m_store_diff_fn changed,
+                     void *ctx);
 size_t s3m_store_count(struct s3m_store *store, const char *prefix);
 /* True when some key starts with prefix (prefix may be ""). O(log n). */
 bool s3m_store_has_prefix(struct s3m_store *store, const char *prefix);
@@ -303,12 +311,6 @@ int s3m_store_foreach(struct s3m_store *store, const char *prefix,
 /* New store with the same config and objects, sharing bodies and metadata
  * copy-on-write: costs per object, not per byte. Returns NULL on -ENOMEM. */
 struct s3m_store *s3m_store_snapshot(struct s3m_store *store);
-/* Called with each key whose object differs between two stores (only in
- * one, or another body, metadata, times, mode or owner), in key order, with
- * both stores locked (fn must not call into either). fn returns non-zero
- * to stop. */
-typedef int (*s3m_store_diff_fn)(void *ctx, const char *key);
-
 /* Makes store's contents those of source (a copy-on-write copy of it; source
  * is unchanged and still owned by the caller). All or nothing. changed (may
  * be NULL) hears each key the restore changed, as s3m_store_diff would tell

@@ -105,6 +105,10 @@ void s3m_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *s3m_malloc(size_t size);
 void *s3m_calloc(size_t count, size_t size);
 void *s3m_realloc(void *ptr, size_t size);
+/* A buffer of *cap bytes made to hold at least need: buf itself when it
+ * does, else buf grown (to at least twice, *cap updated), or NULL with buf
+ * and *cap unchanged. For buffers reused from item to item. */
+void *s3m_grow(void *buf, size_t *cap, size_t need);
 char *s3m_strdup(const char *text);
 char *s3m_strndup(const char *text, size_t len);
 void *s3m_memdup(const void *data, size_t len);

@@ -76,7 +76,9 @@ static int check_snapshot_name(const char *name, struct s3m_error *err)
 }
 
 /* A copy of the store before a command changes it, when anyone listens for
- * changes (NULL otherwise, or without memory: then everything changed). */
+ * changes (NULL otherwise, or without memory: then everything changed).
+ * Only import without clear needs it: swaps, restores and clear name the
+ * keys they change themselves. */
 static struct s3m_store *before_change(struct s3m_ctl *ctl)
 {
     return ctl->on_change ? s3m_store_snapshot(ctl->store) : NULL;
@@ -341,9 +343,9 @@ static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
 static int run_clear(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
 {
     size_t count = s3m_store_count(ctl->store, NULL);
-    struct s3m_store *before = before_change(ctl);
-    s3m_store_clear(ctl->store);
-    notify_change(ctl, before);
+    struct changed_keys changed;
+    s3m_store_clear(ctl->store, changed_start(ctl, &changed), &changed);
+    changed_notify(ctl, &changed);
     snprintf(r->message, sizeof(r->message), "cleared %zu objects", count);
     set_counts(r, "{\"objects\":%zu}", count, 0);
     return 0;

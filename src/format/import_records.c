@@ -61,16 +61,10 @@ void import_line_release(struct import_line *line)
  * (size_t)-1 without memory. */
 static size_t line_keep(struct import_line *line, const char *bytes, size_t len)
 {
-    if (line->used + len + 1 > line->bytes_cap) {
-        size_t cap = line->bytes_cap ? line->bytes_cap : 4096;
-        while (cap < line->used + len + 1)
-            cap *= 2;
-        char *grown = s3m_realloc(line->bytes, cap);
-        if (!grown)
-            return (size_t)-1;
-        line->bytes = grown;
-        line->bytes_cap = cap;
-    }
+    char *grown = s3m_grow(line->bytes, &line->bytes_cap, line->used + len + 1);
+    if (!grown)
+        return (size_t)-1;
+    line->bytes = grown;
     size_t at = line->used;
     memcpy(line->bytes + at, bytes, len);
     line->bytes[at + len] = '\0';

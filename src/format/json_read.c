@@ -81,6 +81,26 @@ static json_t *no_memory(struct json_reader *r)
     return fail_at(r, r->pos, -ENOMEM, "out of memory");
 }
 
+/* Records that a callback stopped the parse with its code rc; returns -1. */
+static int stopped_by_caller(struct json_reader *r, int rc)
+{
+    fail_at(r, r->pos, rc, "stopped by the caller");
+    r->error->stopped = true;
+    return -1;
+}
+
+/* One level deeper into a container: -1 (error recorded) past
+ * FMT_JSON_MAX_DEPTH; the caller steps back with r->depth--. */
+static int go_deeper(struct json_reader *r)
+{
+    if (r->depth >= FMT_JSON_MAX_DEPTH) {
+        fail_at(r, r->pos, -EINVAL, "maximum parsing depth reached");
+        return -1;
+    }
+    r->depth++;
+    return 0;
+}
+
 static void skip_space(struct json_reader *r)
 {
     while (r->pos < r->len) {
@@ -94,19 +114,11 @@ static void skip_space(struct json_reader *r)
 /* Makes room for need more bytes after used in the scratch buffer. */
 static int scratch_reserve(struct json_reader *r, size_t used, size_t need)
 {
-    size_t cap;
-    char *grown;
+    char *grown = s3m_grow(r->scratch, &r->scratch_cap, used + need);
 
-    if (r->scratch_cap - used >= need)
-        return 0;
-    cap = r->scratch_cap ? r->scratch_cap : 256;
-    while (cap - used < need)
-        cap *= 2;
-    grown = s3m_realloc(r->scratch, cap);
     if (!grown)
         return -ENOMEM;
     r->scratch = grown;
-    r->scratch_cap = cap;
     return 0;
 }
 
@@ -438,19 +450,27 @@ static const char *read_name(struct json_reader *r, size_t *name_len)
 
     if (!name)
         return NULL;
-    if (r->name_cap <= *name_len) {
-        size_t cap = *name_len + 1 > 64 ? *name_len + 1 : 64;
-        char *grown = s3m_realloc(r->name, cap);
-        if (!grown) {
-            no_memory(r);
-            return NULL;
-        }
-        r->name = grown;
-        r->name_cap = cap;
+    char *copy = s3m_grow(r->name, &r->name_cap, *name_len + 1);
+    if (!copy) {
+        no_memory(r);
+        return NULL;
     }
+    r->name = copy;
     memcpy(r->name, name, *name_len);
     r->name[*name_len] = '\0';
     return r->name;
+}
+
+/* After the top-level value: only white space may follow. 0, or -1 with
+ * the error recorded. */
+static int expect_end(struct json_reader *r)
+{
+    skip_space(r);
+    if (r->pos < r->len) {
+        fail_at(r, r->pos, -EINVAL, "end of input expected");
+        return -1;
+    }
+    return 0;
 }
 
 static int flat_object(struct json_reader *r, fmt_json_flat_fn fn, void *ctx);
@@ -462,23 +482,15 @@ static int stream_flat(struct json_reader *r, const char *key, size_t key_len)
     int rc = r->flat->begin(r->member_ctx, key, key_len);
 
     if (rc == 0) {
-        if (r->depth >= FMT_JSON_MAX_DEPTH) {
-            fail_at(r, r->pos, -EINVAL, "maximum parsing depth reached");
+        if (go_deeper(r))
             return -1;
-        }
-        r->depth++;
         rc = flat_object(r, r->flat->field, r->member_ctx);
         r->depth--;
         if (rc)
             return -1;
         rc = r->flat->end(r->member_ctx);
     }
-    if (rc) {
-        fail_at(r, r->pos, rc, "stopped by the caller");
-        r->error->stopped = true;
-        return -1;
-    }
-    return 0;
+    return rc ? stopped_by_caller(r, rc) : 0;
 }
 
 /* One "name": value into object, or to member_fn when stream is set.
@@ -513,10 +525,8 @@ static int parse_member(struct json_reader *r, json_t *object, bool stream)
     if (stream) {
         rc = r->member_fn(r->member_ctx, key, key_len, member);
         json_decref(member);
-        if (rc) {
-            fail_at(r, r->pos, rc, "stopped by the caller");
-            r->error->stopped = true;
-        }
+        if (rc)
+            stopped_by_caller(r, rc);
     } else {
         rc = json_object_setn_new_nocheck(object, key, key_len, member);
         if (rc)
@@ -579,9 +589,8 @@ static json_t *parse_nested(struct json_reader *r, bool object, bool stream)
 {
     json_t *value;
 
-    if (r->depth >= FMT_JSON_MAX_DEPTH)
-        return fail_at(r, r->pos, -EINVAL, "maximum parsing depth reached");
-    r->depth++;
+    if (go_deeper(r))
+        return NULL;
     value = object ? parse_object(r, stream) : parse_array(r);
     r->depth--;
     return value;
@@ -629,11 +638,8 @@ static int flat_member(struct json_reader *r, fmt_json_flat_fn fn, void *ctx)
             goto out;
         rc = fn(ctx, key, key_len, NULL, 0, value);
     }
-    if (rc) {
-        fail_at(r, r->pos, rc, "stopped by the caller");
-        r->error->stopped = true;
-        rc = -1;
-    }
+    if (rc)
+        rc = stopped_by_caller(r, rc);
 out:
     json_decref(value);
     return rc;
@@ -663,14 +669,7 @@ int fmt_json_parse_flat(const char *text, size_t len, fmt_json_flat_fn fn,
     skip_space(&r);
     if (r.pos >= r.len || r.text[r.pos] != '{')
         return 1;
-    done = flat_object(&r, fn, ctx) ? -1 : 1;
-    if (done > 0) {
-        skip_space(&r);
-        if (r.pos < r.len) {
-            fail_at(&r, r.pos, -EINVAL, "end of input expected");
-            done = -1;
-        }
-    }
+    done = flat_object(&r, fn, ctx) || expect_end(&r) ? -1 : 1;
     free(r.scratch);
     free(r.name);
     return done > 0 ? 0 : -1;
@@ -688,12 +687,9 @@ static json_t *parse_document(struct json_reader *r)
 
     memset(r->error, 0, sizeof(*r->error));
     value = parse_value(r);
-    if (value) {
-        skip_space(r);
-        if (r->pos < r->len) {
-            json_decref(value);
-            value = fail_at(r, r->pos, -EINVAL, "end of input expected");
-        }
+    if (value && expect_end(r)) {
+        json_decref(value);
+        value = NULL;
     }
     free(r->scratch);
     free(r->name);

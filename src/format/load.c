@@ -113,13 +113,10 @@ static int value_set(struct load_value *v, const char *bytes, size_t len,
         v->value = json_incref(value);
         return 0;
     }
-    if (v->cap <= len) {
-        char *grown = s3m_realloc(v->text, len + 1);
-        if (!grown)
-            return -ENOMEM;
-        v->text = grown;
-        v->cap = len + 1;
-    }
+    char *text = s3m_grow(v->text, &v->cap, len + 1);
+    if (!text)
+        return -ENOMEM;
+    v->text = text;
     memcpy(v->text, bytes, len);
     v->text[len] = '\0';
     v->len = len;
@@ -169,13 +166,19 @@ enum load_field {
     F_KEY64, F_EXACT, F_MODE, F_UID, F_GID, F_COUNT
 };
 
-static const char *const field_names[F_COUNT] = {
-    [F_SIZE] = "size", [F_ETAG] = "etag", [F_MODIFIED] = "lastModified",
-    [F_TYPE] = "contentType", [F_METADATA] = "metadata",
-    [F_LENGTH] = "contentLength", [F_ENCODING] = "contentEncoding",
-    [F_KEY64] = "keyBase64", [F_EXACT] = "metadataBase64", [F_MODE] = "mode",
-    [F_UID] = "uid", [F_GID] = "gid",
+#define FIELD(id, text) [id] = {text, sizeof(text) - 1}
+static const struct {
+    const char *name;
+    size_t len;
+} field_names[F_COUNT] = {
+    FIELD(F_SIZE, "size"), FIELD(F_ETAG, "etag"),
+    FIELD(F_MODIFIED, "lastModified"), FIELD(F_TYPE, "contentType"),
+    FIELD(F_METADATA, "metadata"), FIELD(F_LENGTH, "contentLength"),
+    FIELD(F_ENCODING, "contentEncoding"), FIELD(F_KEY64, "keyBase64"),
+    FIELD(F_EXACT, "metadataBase64"), FIELD(F_MODE, "mode"),
+    FIELD(F_UID, "uid"), FIELD(F_GID, "gid"),
 };
+#undef FIELD
 
 /* The members of one object, collected while it is parsed. The body is
  * decoded as soon as it is read, into a buffer reused from object to
@@ -196,8 +199,8 @@ static struct load_value *field_slot(struct load_fields *f, const char *name,
                                      size_t len)
 {
     for (size_t i = 0; i < F_COUNT; i++)
-        if (strlen(field_names[i]) == len &&
-            memcmp(field_names[i], name, len) == 0)
+        if (field_names[i].len == len &&
+            memcmp(field_names[i].name, name, len) == 0)
             return &f->values[i];
     return NULL;
 }
@@ -240,18 +243,14 @@ static unsigned char *decode_base64(const char *text, size_t text_len,
 /* Decodes the body's base64 into f->body; the outcome goes in body_rc. */
 static void take_body(struct load_fields *f, const char *text, size_t len)
 {
-    size_t need = len / 4 * 3 + 4;
+    unsigned char *body = s3m_grow(f->body, &f->body_cap, len / 4 * 3 + 4);
 
     f->body_rc = 0;
-    if (f->body_cap < need) {
-        unsigned char *grown = s3m_realloc(f->body, need);
-        if (!grown) {
-            f->body_rc = -ENOMEM;
-            return;
-        }
-        f->body = grown;
-        f->body_cap = need;
+    if (!body) {
+        f->body_rc = -ENOMEM;
+        return;
     }
+    f->body = body;
     if (s3m_base64_decode(text, len, f->body, &f->body_len))
         f->body_rc = -EINVAL;
 }

@@ -198,18 +198,16 @@ static int sync_directory(const char *dir)
 static int stream_snapshot(struct s3m_store *snapshot, FILE *file,
                            struct save_state *state)
 {
-    struct s3m_store_stats stats;
     char when[32];
 
     state->out.file = file;
-    s3m_store_stats(snapshot, &stats);
     s3m_time_format_iso(s3m_time_now_ns(), when);
     fmt_out_printf(&state->out, "{\n  \"timestamp\": \"%s\",\n  \"bucket\": ",
                    when);
     const char *bucket = s3m_store_bucket(snapshot);
     fmt_out_json_string(&state->out, bucket, strlen(bucket), FMT_BAD_UTF8_HEX);
     fmt_out_printf(&state->out, ",\n  \"objectCount\": %zu,\n  \"objects\": {",
-                   stats.object_count);
+                   s3m_store_count(snapshot, NULL));
     state->hasher = fmt_hasher_start(snapshot);
     s3m_store_foreach(snapshot, NULL, save_object, state);
     fmt_hasher_stop(state->hasher);

@@ -592,10 +592,14 @@ int s3m_store_move_prefix(struct s3m_store *store, const char *src_prefix,
     return rc;
 }
 
-void s3m_store_clear(struct s3m_store *store)
+void s3m_store_clear(struct s3m_store *store, s3m_store_diff_fn changed,
+                     void *ctx)
 {
     struct s3m_object **old_buckets;
     store_write_lock(store);
+    for (struct s3m_object *o = store->head[0]; changed && o; o = o->forward[0])
+        if (changed(ctx, o->key) != 0)
+            changed = NULL;
     struct s3m_object **buckets = s3m_calloc(64, sizeof(*buckets));
     struct s3m_object *first = NULL;
     if (buckets) {

@@ -66,6 +66,19 @@ void *s3m_realloc(void *ptr, size_t size)
     return allocation_must_fail() ? NULL : realloc(ptr, size);
 }
 
+void *s3m_grow(void *buf, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return buf;
+    size_t bigger = *cap > 32 ? *cap : 32;
+    while (bigger < need)
+        bigger = bigger > SIZE_MAX / 2 ? need : bigger * 2;
+    void *grown = s3m_realloc(buf, bigger);
+    if (grown)
+        *cap = bigger;
+    return grown;
+}
+
 char *s3m_strdup(const char *text)
 {
     return s3m_memdup(text, strlen(text) + 1);

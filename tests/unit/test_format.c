@@ -1469,7 +1469,7 @@ static void after_import(void *arg, int rc)
 {
     CHECK_INT(s3m_store_count(arg, "resource="), rc == 0 ? 5 : 0);
     CHECK_INT(s3m_store_count(arg, "keep"), 1);
-    s3m_store_clear(arg);
+    s3m_store_clear(arg, NULL, NULL);
     s3m_store_put(arg, "keep", "k", 1, NULL, 0);
 }
 
@@ -1484,7 +1484,7 @@ static void after_import_cleared(void *arg, int rc)
 {
     CHECK_INT(s3m_store_count(arg, ""), rc == 0 ? 5 : 1);
     CHECK_INT(s3m_store_count(arg, "keep"), rc == 0 ? 0 : 1);
-    s3m_store_clear(arg);
+    s3m_store_clear(arg, NULL, NULL);
     s3m_store_put(arg, "keep", "k", 1, NULL, 0);
 }
 

@@ -816,7 +816,7 @@ static void test_list_basic(void)
     CHECK(result.next_continuation == NULL);
     s3m_list_result_release(&result);
     /* the empty store */
-    s3m_store_clear(store);
+    s3m_store_clear(store, NULL, NULL);
     CHECK(list_is(store, NULL, '/', NULL, ""));
     s3m_store_free(store);
 }
@@ -1359,7 +1359,7 @@ static void test_delete(void)
     CHECK_INT(s3m_store_delete_marker(store, ""), -EINVAL);
 
     /* clear */
-    s3m_store_clear(store);
+    s3m_store_clear(store, NULL, NULL);
     s3m_store_stats(store, &stats);
     CHECK_INT(stats.object_count, 0);
     CHECK_INT(stats.total_size, 0);
@@ -1370,8 +1370,8 @@ static void test_delete(void)
     /* the store works after a clear */
     CHECK_INT(s3m_store_put(store, "again", "1", 1, NULL, 0), 0);
     CHECK(key_holds(store, "again", "1", 1));
-    s3m_store_clear(store);
-    s3m_store_clear(store);
+    s3m_store_clear(store, NULL, NULL);
+    s3m_store_clear(store, NULL, NULL);
     CHECK_INT(s3m_store_count(store, NULL), 0);
     s3m_store_free(store);
 }
@@ -1840,7 +1840,7 @@ static void test_open_objects(void)
     store = store_plain();
     CHECK_INT(s3m_store_put(store, "k", "v", 1, NULL, 0), 0);
     obj = s3m_store_open(store, "k", &rc);
-    s3m_store_clear(store);
+    s3m_store_clear(store, NULL, NULL);
     CHECK(!s3m_object_attached(store, obj));
     CHECK(object_matches(store, obj, (const unsigned char *)"v", 1));
     s3m_store_free(store);
@@ -2004,7 +2004,7 @@ static void test_misc(void)
         CHECK_INT(s3m_store_put(store, key, "v", 1, NULL, 0), 0);
     }
     s3m_alloc_fail_after(1, true);
-    s3m_store_clear(store);
+    s3m_store_clear(store, NULL, NULL);
     s3m_alloc_fail_after(0, false);
     struct s3m_store_stats stats;
     s3m_store_stats(store, &stats);
@@ -2618,7 +2618,8 @@ static int see_key(void *ctx, const char *key)
     return ++seen->calls == seen->stop_after;
 }
 
-/* restore names the keys it changes, in one pass; a listener can stop it */
+/* restore and clear name the keys they change, in one pass; a listener
+ * can stop it */
 static void test_restore_reports_changes(void)
 {
     struct s3m_store *store = store_plain();
@@ -2646,6 +2647,11 @@ static void test_restore_reports_changes(void)
     CHECK_INT(s3m_store_restore(store, snap, see_key, &stop), 0);
     CHECK_STR(stop.text, "a ");
     CHECK(list_is(store, NULL, 0, NULL, "k:a\nk:b\nk:c\n"));
+    /* clear names every key it deletes */
+    struct seen_keys cleared = {0};
+    s3m_store_clear(store, see_key, &cleared);
+    CHECK_STR(cleared.text, "a b c ");
+    CHECK_INT(s3m_store_count(store, NULL), 0);
     s3m_store_free(snap);
     s3m_store_free(store);
 }

@@ -494,6 +494,29 @@ static void test_alloc_fail_first(void)
     CHECK_INT(s3m_alloc_fail_after(0, false), 2);
 }
 
+/* s3m_grow keeps a buffer that fits, grows one that does not, and leaves
+ * both buffer and capacity alone when the allocation fails. */
+static void test_grow(void)
+{
+    size_t cap = 0;
+    char *buf = s3m_grow(NULL, &cap, 10);
+    CHECK(buf != NULL);
+    CHECK_INT(cap, 32);
+    memcpy(buf, "kept", 5);
+    CHECK(s3m_grow(buf, &cap, 32) == buf);          /* fits: unchanged */
+    CHECK_INT(cap, 32);
+    s3m_alloc_fail_after(1, false);
+    CHECK(s3m_grow(buf, &cap, 33) == NULL);
+    s3m_alloc_fail_after(0, false);
+    CHECK_INT(cap, 32);
+    CHECK_STR(buf, "kept");
+    buf = s3m_grow(buf, &cap, 100);
+    CHECK(buf != NULL);
+    CHECK_INT(cap, 128);
+    CHECK_STR(buf, "kept");
+    free(buf);
+}
+
 static void test_alloc_fail_third(void)
 {
     void *blocks[4];
@@ -742,6 +765,7 @@ int main(void)
     RUN(test_error_edge_cases);
     RUN(test_alloc_fail_first);
     RUN(test_alloc_fail_third);
+    RUN(test_grow);
     RUN(test_alloc_sticky);
     RUN(test_alloc_counts);
     RUN(test_alloc_copies);
