@@ -153,32 +153,85 @@ static void sink_write(struct fmt_out *out, const void *data, size_t len)
     }
 }
 
+void fmt_out_stage(struct fmt_out *out, char *buffer, size_t cap)
+{
+    out->stage = buffer;
+    out->stage_cap = cap;
+}
+
+/* The stage and its size. */
+static char *stage_of(struct fmt_out *out, size_t *cap)
+{
+    if (out->stage) {
+        *cap = out->stage_cap;
+        return out->stage;
+    }
+    *cap = sizeof(out->staged);
+    return out->staged;
+}
+
 int fmt_out_flush(struct fmt_out *out)
 {
+    size_t cap;
+    char *stage = stage_of(out, &cap);
+
     if (out->staged_len && !out->error)
-        sink_write(out, out->staged, out->staged_len);
+        sink_write(out, stage, out->staged_len);
     out->staged_len = 0;
     return out->error;
 }
 
 void fmt_out_write(struct fmt_out *out, const void *data, size_t len)
 {
+    size_t cap;
+    char *stage = stage_of(out, &cap);
+
     if (out->error || len == 0)
         return;
     out->bytes += len;
-    if (len <= sizeof(out->staged) - out->staged_len) {
-        memcpy(out->staged + out->staged_len, data, len);
+    if (len <= cap - out->staged_len) {
+        memcpy(stage + out->staged_len, data, len);
         out->staged_len += len;
         return;
     }
     if (fmt_out_flush(out))
         return;
-    if (len >= sizeof(out->staged) / 2) {
+    if (len >= cap / 2) {
         sink_write(out, data, len);
     } else {
-        memcpy(out->staged, data, len);
+        memcpy(stage, data, len);
         out->staged_len = len;
     }
+}
+
+char *fmt_out_reserve(struct fmt_out *out, size_t len)
+{
+    size_t cap;
+    char *stage = stage_of(out, &cap);
+
+    if (out->error || len > cap)
+        return NULL;
+    if (len > cap - out->staged_len && fmt_out_flush(out))
+        return NULL;
+    return stage + out->staged_len;
+}
+
+void fmt_out_commit(struct fmt_out *out, size_t len)
+{
+    out->staged_len += len;
+    out->bytes += len;
+}
+
+void fmt_out_u64(struct fmt_out *out, uint64_t value)
+{
+    char digits[20];
+    size_t n = sizeof(digits);
+
+    do {
+        digits[--n] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    fmt_out_write(out, digits + n, sizeof(digits) - n);
 }
 
 void fmt_out_text(struct fmt_out *out, const char *text)

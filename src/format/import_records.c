@@ -33,6 +33,7 @@ static char *value_json(const json_t *value, size_t *len)
     out.bytes = 0;
     out.error = 0;
     out.staged_len = 0;
+    out.stage = NULL;
     out.file = open_memstream(&text, &size);
     if (!out.file)
         return NULL;

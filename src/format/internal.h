@@ -15,20 +15,33 @@
 
 #include "s3mem/format.h"
 
-/* A sink: exactly one of file and gz is set. Writing after an error does
+/* Where a writer's bytes go: a file or a gzip stream (exactly one is set).
+ * Small writes are staged and handed over in pieces (stdio copies a write
+ * of up to 20 bytes one byte at a time, and locks the file for each): call
+ * fmt_out_flush before closing the sink. The stage is the struct's own 8
+ * KiB unless fmt_out_stage gave a bigger one. Writing after an error does
  * nothing; error holds the first positive errno. */
-/* Where a writer's bytes go: a file or a gzip stream. Small writes are
- * staged in the struct and handed over in pieces (stdio copies a write of
- * up to 20 bytes one byte at a time, and locks the file for each): call
- * fmt_out_flush before closing the sink. The first error sticks. */
 struct fmt_out {
     FILE *file;
     gzFile gz;
     uint64_t bytes;           /* bytes given to the sink (before gzip) */
     int error;
     size_t staged_len;
+    char *stage;              /* borrowed from fmt_out_stage's caller;
+                               * NULL: staged[] */
+    size_t stage_cap;         /* bytes at stage */
     char staged[8192];
 };
+
+/* Stages in cap bytes at buffer (borrowed: it must outlive the writing)
+ * instead of the struct's 8 KiB; before anything is written. */
+void fmt_out_stage(struct fmt_out *out, char *buffer, size_t cap);
+/* Room for len bytes written in place, or NULL (after an error, or len
+ * larger than the stage); fmt_out_commit then counts the bytes used. */
+char *fmt_out_reserve(struct fmt_out *out, size_t len);
+void fmt_out_commit(struct fmt_out *out, size_t len);
+/* Writes value in decimal. */
+void fmt_out_u64(struct fmt_out *out, uint64_t value);
 
 void fmt_out_write(struct fmt_out *out, const void *data, size_t len);
 /* Hands the staged bytes to the sink; returns the first error (0). */

@@ -4,10 +4,10 @@
  * Design note: the store is copied (copy-on-write, per object) into a
  * private snapshot, and the snapshot is streamed to the file with
  * s3m_store_foreach: only the snapshot's own lock is held while writing, so
- * the live store is never blocked by the disk. Each body is read in pieces
- * of 48 KiB (a multiple of 3, so base64 pieces join without padding) that
- * are hashed and encoded straight into the file; the document is never
- * built in memory. A second thread hashes bodies ahead of the writer
+ * the live store is never blocked by the disk. Each body is encoded as
+ * base64 straight from its chunks into a 256 KiB stage that is handed to
+ * the file when full (a chunk's bytes that do not fill a base64 group are
+ * carried into the next); the document is never built in memory. A second thread hashes bodies ahead of the writer
  * (hasher.c), so the writer mostly finds the MD5 cached. The layout is
  * JSON.stringify(snapshot, null, 2)'s.
  */
@@ -16,19 +16,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
 
-#define SAVE_PIECE (3 * 16384)
+#define SAVE_PIECE (3 * 16384)   /* bytes encoded at a time */
+#define SAVE_STAGE (256 * 1024)  /* bytes handed to the file at a time */
 
 struct save_state {
     struct fmt_out out;
     struct fmt_hasher *hasher;  /* owned, may be NULL */
     size_t objects;
     uint64_t body_bytes;
-    unsigned char *piece;     /* SAVE_PIECE bytes */
-    char *encoded;            /* base64 of a piece, plus NUL */
+    char *stage;              /* SAVE_STAGE bytes: out's stage */
 };
 
 /* Writes "metadataBase64": the exact bytes of every entry, for names or
@@ -65,34 +66,76 @@ static void write_exact_metadata(struct save_state *state,
     fmt_out_text(out, "\n      ]");
 }
 
-/* Streams the body as base64 and returns its MD5 in md5. */
+/* Encodes len bytes (a multiple of 3 unless they are the body's last)
+ * straight into the stage, in pieces that fit it. */
+static void encode_into(struct fmt_out *out, const unsigned char *data,
+                        size_t len)
+{
+    while (len && !out->error) {
+        size_t take = len < SAVE_PIECE ? len : SAVE_PIECE;
+        size_t encoded = s3m_base64_encoded_length(take);
+        char *room = fmt_out_reserve(out, encoded + 1);
+
+        if (!room) {
+            if (!out->error)
+                out->error = EIO;
+            return;
+        }
+        s3m_base64_encode(data, take, room);
+        fmt_out_commit(out, encoded);
+        data += take;
+        len -= take;
+    }
+}
+
+/* Streams the body as base64 straight from its chunks and returns its MD5
+ * in md5. A chunk's last 1 or 2 bytes that do not fill a base64 group are
+ * carried into the next chunk's first. */
 static void write_body(struct save_state *state, const struct s3m_body *body,
                        uint64_t size, unsigned char md5[16])
 {
+    struct fmt_out *out = &state->out;
     struct s3m_md5 hash;
     bool cached = s3m_body_cached_md5(body, md5);
+    unsigned char carry[3];
+    size_t carried = 0;
+    struct iovec iov[16];
 
     s3m_md5_init(&hash);
-    fmt_out_text(&state->out, "\"");
-    for (uint64_t offset = 0; offset < size && !state->out.error;) {
-        size_t want = size - offset < SAVE_PIECE ? (size_t)(size - offset)
-                                                 : SAVE_PIECE;
-        size_t got = s3m_body_read(body, offset, state->piece, want);
-        if (got != want) {
-            state->out.error = EIO;
+    fmt_out_write(out, "\"", 1);
+    for (uint64_t offset = 0; offset < size && !out->error;) {
+        size_t total = 0;
+        int count = s3m_body_iov(body, offset, (size_t)(size - offset), iov,
+                                 16, &total);
+        if (count <= 0 || total == 0) {
+            out->error = EIO;
             break;
         }
-        if (!cached)
-            s3m_md5_update(&hash, state->piece, got);
-        s3m_base64_encode(state->piece, got, state->encoded);
-        fmt_out_write(&state->out, state->encoded,
-                      s3m_base64_encoded_length(got));
-        offset += got;
+        for (int i = 0; i < count; i++) {
+            const unsigned char *data = iov[i].iov_base;
+            size_t len = iov[i].iov_len;
+            if (!cached)
+                s3m_md5_update(&hash, data, len);
+            while (carried && carried < 3 && len) {
+                carry[carried++] = *data++;
+                len--;
+            }
+            if (carried == 3) {
+                encode_into(out, carry, 3);
+                carried = 0;
+            }
+            size_t whole = len - len % 3;
+            encode_into(out, data, whole);
+            for (size_t j = whole; j < len; j++)
+                carry[carried++] = data[j];
+        }
+        offset += total;
     }
-    fmt_out_text(&state->out, "\"");
+    encode_into(out, carry, carried);
+    fmt_out_write(out, "\"", 1);
     if (!cached) {
         s3m_md5_final(&hash, md5);
-        if (!state->out.error)
+        if (!out->error)
             s3m_body_remember_md5((struct s3m_body *)body, md5);
     }
 }
@@ -131,22 +174,27 @@ static int save_object(void *arg, const char *key,
     fmt_out_json_string(out, type, strlen(type), FMT_BAD_UTF8_HEX);
     s3m_md5_hex(md5, etag);
     s3m_time_format_iso(info->mtime_ns, when);
-    fmt_out_printf(out, ",\n      \"etag\": \"%s\",\n"
-                        "      \"lastModified\": \"%s\",\n"
-                        "      \"size\": %llu,\n",
-                   etag, when, (unsigned long long)info->size);
+    fmt_out_text(out, ",\n      \"etag\": \"");
+    fmt_out_write(out, etag, 32);
+    fmt_out_text(out, "\",\n      \"lastModified\": \"");
+    fmt_out_text(out, when);
+    fmt_out_text(out, "\",\n      \"size\": ");
+    fmt_out_u64(out, info->size);
+    fmt_out_text(out, ",\n");
     if (meta && meta->content_encoding) {
         fmt_out_text(out, "      \"contentEncoding\": ");
         fmt_out_json_string(out, meta->content_encoding,
                             strlen(meta->content_encoding), FMT_BAD_UTF8_HEX);
         fmt_out_text(out, ",\n");
     }
-    fmt_out_printf(out, "      \"contentLength\": %llu,\n"
-                        "      \"mode\": %u,\n"
-                        "      \"uid\": %u,\n"
-                        "      \"gid\": %u",
-                   (unsigned long long)info->size, info->mode & 07777u,
-                   info->uid, info->gid);
+    fmt_out_text(out, "      \"contentLength\": ");
+    fmt_out_u64(out, info->size);
+    fmt_out_text(out, ",\n      \"mode\": ");
+    fmt_out_u64(out, info->mode & 07777u);
+    fmt_out_text(out, ",\n      \"uid\": ");
+    fmt_out_u64(out, info->uid);
+    fmt_out_text(out, ",\n      \"gid\": ");
+    fmt_out_u64(out, info->gid);
     if (!key_exact) {
         char *key64 = s3m_malloc(s3m_base64_encoded_length(key_len) + 1);
         if (!key64) {
@@ -201,6 +249,7 @@ static int stream_snapshot(struct s3m_store *snapshot, FILE *file,
     char when[32];
 
     state->out.file = file;
+    fmt_out_stage(&state->out, state->stage, SAVE_STAGE);
     s3m_time_format_iso(s3m_time_now_ns(), when);
     fmt_out_printf(&state->out, "{\n  \"timestamp\": \"%s\",\n  \"bucket\": ",
                    when);
@@ -230,11 +279,10 @@ int s3m_format_save(struct s3m_store *store, const char *path,
 
     if (path_len == 0)
         return s3m_error_set(err, EINVAL, "cannot save: empty path");
-    state.piece = s3m_malloc(SAVE_PIECE);
-    state.encoded = s3m_malloc(s3m_base64_encoded_length(SAVE_PIECE) + 1);
+    state.stage = s3m_malloc(SAVE_STAGE);
     temp = s3m_malloc(path_len + sizeof(".tmp-XXXXXX"));
     dir = directory_of(path);
-    if (!state.piece || !state.encoded || !temp || !dir) {
+    if (!state.stage || !temp || !dir) {
         rc = s3m_error_set(err, ENOMEM, "cannot save '%s': out of memory",
                            path);
         goto out;
@@ -324,8 +372,7 @@ fail:
 out:
     if (snapshot)
         s3m_store_free(snapshot);
-    free(state.piece);
-    free(state.encoded);
+    free(state.stage);
     free(temp);
     free(dir);
     return rc;

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #define NS_PER_SECOND 1000000000LL
@@ -77,18 +78,40 @@ static struct civil_date civil_from_days(int64_t days)
     return date;
 }
 
+/* Writes value's last count decimal digits at out. */
+static void put_digits(char *out, unsigned value, unsigned count)
+{
+    while (count--) {
+        out[count] = (char)('0' + value % 10);
+        value /= 10;
+    }
+}
+
 void s3m_time_format_iso(int64_t ns, char out[32])
 {
     int64_t ms = floor_div(ns, 1000000);
     int64_t seconds = floor_div(ms, 1000);
     int64_t days = floor_div(seconds, SECONDS_PER_DAY);
     unsigned second_of_day = (unsigned)(seconds - days * SECONDS_PER_DAY);
+    unsigned millis = (unsigned)(ms - seconds * 1000);
     struct civil_date date = civil_from_days(days);
 
-    snprintf(out, 32, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ",
-             (long long)date.year, date.month, date.day, second_of_day / 3600,
-             second_of_day / 60 % 60, second_of_day % 60,
-             (unsigned)(ms - seconds * 1000));
+    if (date.year < 0 || date.year > 9999) {
+        snprintf(out, 32, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ",
+                 (long long)date.year, date.month, date.day,
+                 second_of_day / 3600, second_of_day / 60 % 60,
+                 second_of_day % 60, millis);
+        return;
+    }
+    /* the common case by hand: save writes one per object */
+    memcpy(out, "0000-00-00T00:00:00.000Z", 25);
+    put_digits(out, (unsigned)date.year, 4);
+    put_digits(out + 5, date.month, 2);
+    put_digits(out + 8, date.day, 2);
+    put_digits(out + 11, second_of_day / 3600, 2);
+    put_digits(out + 14, second_of_day / 60 % 60, 2);
+    put_digits(out + 17, second_of_day % 60, 2);
+    put_digits(out + 20, millis, 3);
 }
 
 /* Reads exactly count decimal digits at text into *value. Returns false,
