@@ -96,6 +96,15 @@ struct s3m_load_report {
 int s3m_format_load(const char *path, const struct s3m_store_config *config,
                     struct s3m_store **out, struct s3m_load_report *report,
                     struct s3m_error *err);
+/* s3m_format_load for a store that will replace current (borrowed, may be
+ * NULL): a body whose bytes equal those of current's object at the same key
+ * is shared with it instead of copied (and its cached MD5 spares hashing
+ * it). current is only read, under its own lock. */
+int s3m_format_load_over(const char *path,
+                         const struct s3m_store_config *config,
+                         struct s3m_store *current, struct s3m_store **out,
+                         struct s3m_load_report *report,
+                         struct s3m_error *err);
 
 /* ---- backups (s3db.js exportBackup / importBackup) ----------------------- */
 

@@ -109,6 +109,9 @@ size_t s3m_body_read(const struct s3m_body *body, uint64_t offset, void *dst,
  * number of iovecs used and sets *total to the bytes they cover. */
 int s3m_body_iov(const struct s3m_body *body, uint64_t offset, size_t len,
                  struct iovec *iov, int max_iov, size_t *total);
+/* True when body (NULL: empty) holds exactly the len bytes at data. */
+bool s3m_body_equals(const struct s3m_body *body, const void *data,
+                     size_t len);
 /* New body holding a copy of len bytes (NULL for len 0 means empty body,
  * returned as NULL with rc 0). Returns 0 or -ENOMEM. */
 int s3m_body_from_bytes(const void *data, size_t len, struct s3m_body **out);
@@ -356,6 +359,11 @@ uint64_t s3m_store_epoch(struct s3m_store *store);
 /* New reference to the object at key, or NULL with *rc set (-ENOENT). */
 struct s3m_object *s3m_store_open(struct s3m_store *store, const char *key,
                                   int *rc);
+/* New reference to the body of the object at key (key_len bytes), or
+ * NULL when there is none or it is empty. Counts no request: for a
+ * loader that looks for bodies it can share instead of copying. */
+struct s3m_body *s3m_store_peek_body(struct s3m_store *store, const char *key,
+                                     size_t key_len);
 /* Adds a reference (returns obj). */
 struct s3m_object *s3m_object_ref(struct s3m_object *obj);
 void s3m_object_unref(struct s3m_object *obj);

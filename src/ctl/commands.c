@@ -244,8 +244,9 @@ static int run_load(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
         return s3m_error_set(&r->error, EINVAL, "load takes one path");
     struct s3m_store *loaded = NULL;
     struct s3m_load_report report;
-    rc = s3m_format_load(path, s3m_store_config(ctl->store), &loaded, &report,
-                         &r->error);
+    /* bodies that did not change are shared with the store, not copied */
+    rc = s3m_format_load_over(path, s3m_store_config(ctl->store), ctl->store,
+                              &loaded, &report, &r->error);
     if (rc)
         return rc;
     struct changed_keys changed;

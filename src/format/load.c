@@ -13,7 +13,10 @@
  * file.
  * Every field is checked for its type; bodies against "size" and against
  * plain-MD5 etags (the MD5 is then handed to the store, which needn't hash
- * the body again).
+ * the body again). Loading over a store (s3m_format_load_over), a decoded
+ * body with the same bytes as that store's object at the key is shared
+ * instead of copied: reloading a state costs no new body memory, and a
+ * body whose MD5 is cached needs no hashing.
  */
 #include <errno.h>
 #include <sys/stat.h>
@@ -26,6 +29,7 @@
 struct load_state {
     const char *path;
     struct s3m_store *store;
+    struct s3m_store *current;      /* borrowed, may be NULL: bodies to share */
     const struct s3m_store_config *config;
     struct s3m_error *err;
     struct fmt_verifier *verifier;  /* owned, may be NULL: check inline */
@@ -523,11 +527,14 @@ static int object_time(struct load_state *state, struct load_fields *f,
  * 0 or the reported error. */
 static int object_store(struct load_state *state, struct load_fields *f,
                         const char *key, struct s3m_put_attrs *attrs,
-                        const unsigned char *claimed, bool deferred)
+                        const unsigned char *claimed, bool deferred,
+                        struct s3m_body *shared)
 {
     const char *shown = f->shown;
-    int rc = s3m_store_put(state->store, key, f->body, f->body_len, attrs,
-                           S3M_PUT_CREATE);
+    int rc = shared
+        ? s3m_store_put_body(state->store, key, shared, attrs, S3M_PUT_CREATE)
+        : s3m_store_put(state->store, key, f->body, f->body_len, attrs,
+                        S3M_PUT_CREATE);
 
     if (rc == 0) {
         state->objects++;
@@ -543,6 +550,22 @@ static int object_store(struct load_state *state, struct load_fields *f,
     return rc;
 }
 
+/* The body of the current store's object at key when it holds the very
+ * bytes just decoded (new reference), else NULL. */
+static struct s3m_body *shared_body(struct load_state *state,
+                                    const struct load_fields *f,
+                                    const char *key, size_t key_len)
+{
+    if (!state->current || f->body_len == 0)
+        return NULL;
+    struct s3m_body *body = s3m_store_peek_body(state->current, key, key_len);
+    if (body && !s3m_body_equals(body, f->body, f->body_len)) {
+        s3m_body_unref(body);
+        body = NULL;
+    }
+    return body;
+}
+
 /* Checks and stores the object whose members f holds, in the order of the
  * checks (so the first error reported does not depend on member order). */
 static int load_object(struct load_state *state, struct load_fields *f)
@@ -552,6 +575,7 @@ static int load_object(struct load_state *state, struct load_fields *f)
     const char *key;
     size_t key_len;
     struct s3m_meta *meta = NULL;
+    struct s3m_body *shared = NULL;
     struct s3m_put_attrs attrs = {0};
     char etag_hex[33];
     int rc;
@@ -568,9 +592,12 @@ static int load_object(struct load_state *state, struct load_fields *f)
         goto out;
     }
     bool has_claim = etag && plain_md5_etag(etag, claimed);
+    /* a body shared with the current store may know its MD5 already */
+    shared = shared_body(state, f, key, key_len);
+    bool known = shared && s3m_body_cached_md5(shared, md5);
     /* with a verifier, the claim is checked on its thread once stored */
-    bool deferred = has_claim && state->verifier && f->body_len > 0;
-    if (!deferred) {
+    bool deferred = has_claim && state->verifier && f->body_len > 0 && !known;
+    if (!deferred && !known) {
         struct s3m_md5 hash;
         s3m_md5_init(&hash);
         s3m_md5_update(&hash, f->body, f->body_len);
@@ -589,8 +616,9 @@ static int load_object(struct load_state *state, struct load_fields *f)
         goto out;
     attrs.meta = meta;
     attrs.md5 = deferred ? NULL : md5; /* deferred: the checker caches it */
-    rc = object_store(state, f, key, &attrs, claimed, deferred);
+    rc = object_store(state, f, key, &attrs, claimed, deferred, shared);
 out:
+    s3m_body_unref(shared);
     s3m_meta_unref(meta);
     free(exact_key);
     return rc;
@@ -688,12 +716,22 @@ int s3m_format_load(const char *path, const struct s3m_store_config *config,
                     struct s3m_store **out, struct s3m_load_report *report,
                     struct s3m_error *err)
 {
+    return s3m_format_load_over(path, config, NULL, out, report, err);
+}
+
+int s3m_format_load_over(const char *path,
+                         const struct s3m_store_config *config,
+                         struct s3m_store *current, struct s3m_store **out,
+                         struct s3m_load_report *report,
+                         struct s3m_error *err)
+{
     static const struct s3m_store_config defaults;
     static const struct fmt_json_flat_stream object_fns = {
         .begin = object_begin, .field = object_field, .end = object_end,
         .other = object_other};
     struct load_fields fields = {0};
     struct load_state state = {.path = path, .err = err, .fields = &fields,
+                               .current = current,
                                .config = config ? config : &defaults};
     struct fmt_json_error error;
     json_t *root;

@@ -280,6 +280,17 @@ static int compare_inner(void *ctx, const unsigned char *data, size_t len)
     return 0;
 }
 
+bool s3m_body_equals(const struct s3m_body *body, const void *data,
+                     size_t len)
+{
+    struct compare_state state = {.expected = data, .same = true};
+
+    if (s3m_body_size(body) != len)
+        return false;
+    body_walk(body, 0, len, compare_inner, &state);
+    return state.same;
+}
+
 struct compare_outer {
     const struct s3m_body *other;
     uint64_t offset;

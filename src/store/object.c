@@ -23,6 +23,17 @@ struct s3m_object *s3m_store_open(struct s3m_store *store, const char *key,
     return obj;
 }
 
+struct s3m_body *s3m_store_peek_body(struct s3m_store *store, const char *key,
+                                     size_t key_len)
+{
+    store_read_lock(store);
+    struct s3m_object *obj = index_find(store, key, key_len,
+                                        s3m_hash(key, key_len));
+    struct s3m_body *body = obj ? s3m_body_ref(obj->body) : NULL;
+    store_unlock(store);
+    return body;
+}
+
 int s3m_object_head(struct s3m_store *store, struct s3m_object *obj,
                     struct s3m_object_info *info)
 {

@@ -474,6 +474,60 @@ static void test_save_load_round_trip_everything(void)
     s3m_store_free(store);
 }
 
+/* Loading over a store shares the bodies that did not change (no new body
+ * memory) and still takes every changed body from the file, and still
+ * refuses an etag that does not match, even when the body is shared and
+ * its MD5 is cached. */
+static void test_load_over_shares_unchanged_bodies(void)
+{
+    struct s3m_store *store = new_store("over");
+    const char *path = temp_path("over.json");
+    struct s3m_error err = {0};
+    size_t big_len = 200000, len = 0;
+    char *big = malloc(big_len), etag[33], *text;
+
+    for (size_t i = 0; i < big_len; i++)
+        big[i] = (char)(i * 13 + i / 509);
+    CHECK_INT(s3m_store_put(store, "same", big, big_len, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "changed", "old bytes", 9, NULL, 0), 0);
+    CHECK_INT(s3m_format_save(store, path, NULL, &err), 0);
+    CHECK_INT(s3m_store_put(store, "changed", "new bytes!", 10, NULL, 0), 0);
+    CHECK_INT(s3m_store_etag(store, "same", etag), 0);  /* MD5 now cached */
+
+    uint64_t before = s3m_body_memory_used();
+    struct s3m_store *loaded = NULL;
+    CHECK_INT(s3m_format_load_over(path, NULL, store, &loaded, NULL, &err), 0);
+    CHECK(s3m_body_memory_used() - before < 4096);  /* "same" was shared */
+    if (loaded) {
+        text = body_of(loaded, "same", &len);
+        CHECK(text && len == big_len && memcmp(text, big, big_len) == 0);
+        free(text);
+        text = body_of(loaded, "changed", &len);
+        CHECK_STR(text ? text : "(none)", "old bytes");
+        free(text);
+        s3m_store_free(loaded);
+    }
+
+    /* the same bytes under a wrong etag: refused, though shared */
+    char *b64 = malloc(s3m_base64_encoded_length(big_len) + 1);
+    s3m_base64_encode(big, big_len, b64);
+    size_t doc_len = strlen(b64) + 200;
+    char *doc = malloc(doc_len);
+    snprintf(doc, doc_len, "{\"objects\": {\"same\": {\"body\": \"%s\", "
+             "\"etag\": \"d41d8cd98f00b204e9800998ecf8427e\"}}}", b64);
+    write_whole(path, doc, strlen(doc));
+    loaded = NULL;
+    CHECK_INT(s3m_format_load_over(path, NULL, store, &loaded, NULL, &err),
+              -EINVAL);
+    CHECK(loaded == NULL);
+    CHECK(strstr(err.message, "object 'same': etag d41d8cd98f00b204e98009"
+                              "98ecf8427e does not match the body") != NULL);
+    free(doc);
+    free(b64);
+    free(big);
+    s3m_store_free(store);
+}
+
 static void test_save_empty_store(void)
 {
     struct s3m_store *store = new_store("empty");
@@ -1541,6 +1595,7 @@ int main(void)
     RUN(test_load_edge_fixture_and_round_trip);
     RUN(test_save_matches_s3db_layout);
     RUN(test_save_load_round_trip_everything);
+    RUN(test_load_over_shares_unchanged_bodies);
     RUN(test_save_empty_store);
     RUN(test_save_while_writing);
     RUN(test_save_failures);
