@@ -312,6 +312,58 @@ destroy:
     return rc;
 }
 
+/* The heap on transparent huge pages. On this project's VM the first touch
+ * of a 4 KiB page costs about 10 us, of a 2 MiB one about 0.5 us per
+ * 4 KiB: bodies written or loaded are fresh memory, so a 1 GiB write ran at
+ * 210 to 320 MB/s on small pages and 580 to 620 MB/s on huge ones.
+ * glibc's malloc takes huge pages (madvise) only when the GLIBC_TUNABLES
+ * it read at startup say so, with a top pad that grows its heaps 32 MiB
+ * at a time (huge pages need whole 2 MiB ranges): so the daemon sets them
+ * and runs itself again, once, before anything else. Skipped when the
+ * kernel has huge pages off, when GLIBC_TUNABLES already names hugetlb
+ * (ours, or the user's choice) or with S3MEM_HUGE_PAGES=0; a failed exec
+ * goes on with small pages. */
+static void heap_on_huge_pages(char *argv[])
+{
+    static const char ours[] =
+        "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=33554432";
+    const char *have = getenv("GLIBC_TUNABLES");
+    const char *opt_out = getenv("S3MEM_HUGE_PAGES");
+    char mode[128] = "";
+    char value[1024], self[PATH_MAX];
+    FILE *file;
+    ssize_t len;
+
+    if ((have && strstr(have, "glibc.malloc.hugetlb")) ||
+        (opt_out && strcmp(opt_out, "0") == 0))
+        return;
+    file = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+    if (!file)
+        return;
+    if (!fgets(mode, sizeof(mode), file))
+        mode[0] = '\0';
+    fclose(file);
+    if (!strstr(mode, "[always]") && !strstr(mode, "[madvise]"))
+        return;
+    if (snprintf(value, sizeof(value), "%s%s%s", have ? have : "",
+                 have && *have ? ":" : "", ours) >= (int)sizeof(value))
+        return;
+    /* the binary's own path, not /proc/self/exe: ps and pgrep name a
+     * process after the file it ran */
+    len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (len <= 0 || (size_t)len >= sizeof(self) - 1)
+        return;
+    self[len] = '\0';
+    if (setenv("GLIBC_TUNABLES", value, 1) != 0)
+        return;
+    execv(self, argv);
+    /* still here: run on small pages, without the variable */
+    if (have)
+        setenv("GLIBC_TUNABLES", have, 1);
+    else
+        unsetenv("GLIBC_TUNABLES");
+}
+
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -320,6 +372,7 @@ int main(int argc, char *argv[])
     struct s3m_store_config store_config;
     double timeout = 0;
     int rc = 1;
+    heap_on_huge_pages(argv);
     /* No fastbins: with them, every allocation of 1 KiB or more (a body
      * chunk) first consolidated the small blocks freed before it; import
      * and load of 20,000 objects spent a quarter of their time there. */
