@@ -244,3 +244,27 @@ loop_roundtrip() {
   threads=$(ls "/proc/$S3MEM_PID/task" | wc -l)
   ((threads >= 4)) || { echo "daemon has $threads threads, want at least 4"; false; }
 }
+
+# tunables PID: the GLIBC_TUNABLES the process started with, or nothing.
+tunables() {
+  tr '\0' '\n' <"/proc/$1/environ" | sed -n 's/^GLIBC_TUNABLES=//p'
+}
+
+@test "the daemon runs itself again once with its heap on huge pages, same pid and name; S3MEM_HUGE_PAGES=0 skips it" {
+  [ -r /sys/kernel/mm/transparent_hugepage/enabled ] || skip "no transparent huge pages"
+  grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled && skip "huge pages are off"
+  [ -z "${GLIBC_TUNABLES:-}" ] || skip "GLIBC_TUNABLES is set by the caller"
+  s3mem_mount
+  echo hello >"$MNT/f"
+  [ "$(cat "$MNT/f")" = hello ]
+  [ "$(cat "/proc/$S3MEM_PID/comm")" = s3mem ]
+  [[ $(tunables "$S3MEM_PID") == *glibc.malloc.hugetlb=1* ]]
+  s3mem_unmount
+
+  export S3MEM_HUGE_PAGES=0
+  s3mem_mount
+  unset S3MEM_HUGE_PAGES
+  echo again >"$MNT/g"
+  [ "$(cat "$MNT/g")" = again ]
+  [ -z "$(tunables "$S3MEM_PID")" ]
+}
