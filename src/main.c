@@ -315,7 +315,7 @@ destroy:
 /* The heap on transparent huge pages. On this project's VM the first touch
  * of a 4 KiB page costs about 10 us, of a 2 MiB one about 0.5 us per
  * 4 KiB: bodies written or loaded are fresh memory, so a 1 GiB write ran at
- * 210 to 320 MB/s on small pages and 580 to 620 MB/s on huge ones.
+ * 210 to 320 MB/s on small pages and 530 to 850 MB/s on huge ones.
  * glibc's malloc takes huge pages (madvise) only when the GLIBC_TUNABLES
  * it read at startup say so, with a top pad that grows its heaps 32 MiB
  * at a time (huge pages need whole 2 MiB ranges): so the daemon sets them

@@ -7,9 +7,10 @@
  * the live store is never blocked by the disk. Each body is encoded as
  * base64 straight from its chunks into a 256 KiB stage that is handed to
  * the file when full (a chunk's bytes that do not fill a base64 group are
- * carried into the next); the document is never built in memory. A second thread hashes bodies ahead of the writer
- * (hasher.c), so the writer mostly finds the MD5 cached. The layout is
- * JSON.stringify(snapshot, null, 2)'s.
+ * carried into the next); the document is never built in memory. A second
+ * thread hashes bodies ahead of the writer (hasher.c), so the writer
+ * mostly finds the MD5 cached. The layout is JSON.stringify(snapshot,
+ * null, 2)'s.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +75,7 @@ static void encode_into(struct fmt_out *out, const unsigned char *data,
     while (len && !out->error) {
         size_t take = len < SAVE_PIECE ? len : SAVE_PIECE;
         size_t encoded = s3m_base64_encoded_length(take);
+        /* + 1: the encoder ends its text with a NUL, not committed */
         char *room = fmt_out_reserve(out, encoded + 1);
 
         if (!room) {
