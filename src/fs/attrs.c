@@ -132,9 +132,9 @@ void fs_reply_entry(struct s3m_fs *fs, fuse_req_t req, struct fs_node *node,
 {
     struct fuse_entry_param entry;
     memset(&entry, 0, sizeof(entry));
-    entry.ino = node->ino;
+    entry.ino = node_ino(node);
     entry.attr = *st;
-    entry.attr.st_ino = node->ino;
+    entry.attr.st_ino = node_ino(node);
     entry.attr_timeout = fs->timeout;
     entry.entry_timeout = fs->timeout;
     if (fuse_reply_entry(req, &entry) != 0) {

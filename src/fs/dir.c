@@ -47,43 +47,46 @@ void fs_reply_new_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t parent,
 void fs_mark_ghosts(struct s3m_fs *fs, fuse_ino_t parent)
 {
     uint64_t epoch = s3m_store_epoch(fs->store) + 1;
-    for (fuse_ino_t ino = parent; ino != FS_ROOT_INO;) {
+    /* fs->lock held throughout: the walk keeps node pointers */
+    pthread_mutex_lock(&fs->lock);
+    for (struct fs_node *node = node_by_ino(fs, parent); node && node != fs->root;
+         node = node->parent) {
         struct fs_key key;
-        pthread_mutex_lock(&fs->lock);
-        struct fs_node *node = node_by_ino(fs, ino);
-        int rc = node && node->kind == NODE_PATH ? node_dir_key(fs, node, &key) : -ENOENT;
-        fuse_ino_t up = node && node->parent ? node->parent->ino : FS_ROOT_INO;
-        pthread_mutex_unlock(&fs->lock);
-        if (rc || key.readonly || s3m_store_has_prefix(key.store, key.text))
-            return;
-        pthread_mutex_lock(&fs->lock);
-        if ((node = node_by_ino(fs, ino)) != NULL)
-            node->ghost_epoch = epoch;
-        pthread_mutex_unlock(&fs->lock);
-        ino = up;
+        if (node->kind != NODE_PATH || !node->is_dir ||
+            node_dir_key(fs, node, &key) != 0 || key.readonly ||
+            s3m_store_has_prefix(key.store, key.text))
+            break;
+        node->ghost_epoch = epoch;
     }
+    pthread_mutex_unlock(&fs->lock);
+}
+
+/* True when node is an implicit directory that vanished through a request
+ * of ours in the current epoch (fs->lock held). */
+static bool node_is_ghost(struct s3m_fs *fs, const struct fs_node *node)
+{
+    return node->kind == NODE_PATH && node->is_dir && node->linked &&
+           node->ghost_epoch == s3m_store_epoch(fs->store) + 1;
 }
 
 bool fs_ghost(struct s3m_fs *fs, fuse_ino_t ino)
 {
-    uint64_t epoch = s3m_store_epoch(fs->store) + 1;
     pthread_mutex_lock(&fs->lock);
     struct fs_node *node = node_by_ino(fs, ino);
-    bool ghost = node && node->kind == NODE_PATH && node->is_dir && node->linked &&
-                 node->ghost_epoch == epoch;
+    bool ghost = node && node_is_ghost(fs, node);
     pthread_mutex_unlock(&fs->lock);
     return ghost;
 }
 
-/* The inode of (parent, name) when the kernel knows it, else 0. */
-static fuse_ino_t known_ino(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
+/* True when the kernel knows (parent, name) as a ghost directory. */
+static bool known_ghost(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
 {
     pthread_mutex_lock(&fs->lock);
     struct fs_node *pnode = node_by_ino(fs, parent);
     struct fs_node *node = pnode ? node_find(fs, pnode, name, strlen(name)) : NULL;
-    fuse_ino_t ino = node ? node->ino : 0;
+    bool ghost = node && node_is_ghost(fs, node);
     pthread_mutex_unlock(&fs->lock);
-    return ino;
+    return ghost;
 }
 
 /* Stats whatever (file or directory) key names; sets *is_dir. */
@@ -118,8 +121,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = child_key(fs, parent, name, &key);
     if (rc == 0)
         rc = stat_key(fs, &key, &is_dir, &st);
-    fuse_ino_t ino;
-    if (rc == -ENOENT && (ino = known_ino(fs, parent, name)) && fs_ghost(fs, ino)) {
+    if (rc == -ENOENT && known_ghost(fs, parent, name)) {
         fs_stat_implicit_dir(fs, &st);
         is_dir = true;
         rc = 0;

@@ -341,12 +341,12 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
         fuse_reply_err(req, pnode ? ENOMEM : ENOENT);
         return;
     }
-    file_attach(fs, node->ino, fi);
+    file_attach(fs, node_ino(node), fi);
     fs_touch_dir(fs, parent);
-    struct fuse_entry_param entry = {.ino = node->ino, .attr = st,
+    struct fuse_entry_param entry = {.ino = node_ino(node), .attr = st,
                                      .attr_timeout = fs->timeout,
                                      .entry_timeout = fs->timeout};
-    entry.attr.st_ino = node->ino;
+    entry.attr.st_ino = node_ino(node);
     if (fuse_reply_create(req, &entry, fi) != 0) {
         pthread_mutex_lock(&fs->lock);
         node_forget(fs, node, 1);

@@ -3,20 +3,25 @@
  *
  * Design note
  * -----------
- * Inodes: a node is a (parent node, name) pair with a 64-bit inode number
- * that is never reused within a mount. A node's key is found by walking its
- * parents, so renaming a directory renames one node and every node below it
- * follows. Two hash tables (xxhash) find nodes by inode number and by
- * (parent, name). The kernel's lookup count is kept per node; a node is freed
- * when the kernel has forgotten it (count 0) and no child node refers to it.
- * Root (inode 1) is pinned.
+ * Inodes: a node is a (parent node, name) pair whose inode number is its
+ * address, as in libfuse's passthrough examples: no table maps numbers to
+ * nodes, which saves 24 bytes a node plus a hash slot. The kernel only sends
+ * numbers it holds a lookup of, so a number is valid until the kernel
+ * forgets it; after that it may name a new node (tmpfs and ext4 reuse
+ * inode numbers too). Code that drops fs->lock must not keep a node or its
+ * number it does not pin. A node's key is found by walking its parents, so
+ * renaming a directory renames one node and every node below it follows.
+ * One hash table (xxhash) finds nodes by (parent, name). The kernel's
+ * lookup count is kept per node; a node is freed when the kernel has
+ * forgotten it (count 0), no handle has it open and no child node refers to
+ * it. Root (inode 1) is pinned.
  *
  * Nodes hold no object data: attributes come from the store at each request,
  * so a change behind the kernel's back (restore, load) is seen by the next
  * request. Open files hold a store object reference (struct fs_file), so an
  * unlinked or renamed file stays readable and writable through its handle.
  *
- * Locks: fs->lock (a mutex) guards both tables and every node field. It may
+ * Locks: fs->lock (a mutex) guards the table and every node field. It may
  * be held while calling into the store (rename does, to be atomic); the
  * store never calls back. Nothing replies to FUSE with fs->lock held.
  */
@@ -24,6 +29,7 @@
 #define S3MEM_FS_INTERNAL_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 #include "s3mem/fs.h"
 #include "s3mem/path.h"
@@ -42,39 +48,49 @@ enum fs_node_kind {
 struct s3m_snapshot;
 
 struct fs_node {
-    fuse_ino_t ino;
     uint8_t kind;                  /* enum fs_node_kind, fixed at creation */
     uint8_t control_file;          /* NODE_CONTROL_FILE: enum s3m_ctl_file */
-    bool is_dir;
-    bool linked;                   /* in the (parent, name) table */
+    bool is_dir;                   /* fixed at creation */
+    bool linked;                   /* visible under (parent, name) */
     uint32_t open_count;           /* open file handles of this node */
     union {
         struct s3m_snapshot *snapshot; /* NODE_SNAPSHOT_ROOT: owned reference */
-        struct s3m_object *open_obj;   /* file with open_count > 0: owned
-                                        * reference, for fstat after unlink */
+        struct s3m_object *open_obj;   /* NODE_PATH file with open_count > 0:
+                                        * owned reference, for fstat after
+                                        * unlink */
+        uint64_t ghost_epoch;          /* NODE_PATH directory: store epoch + 1
+                                        * when this implicit directory vanished
+                                        * through a request of ours (0: never);
+                                        * see fs_ghost */
     };
-    struct fs_node *parent;        /* referenced: parent->children counts us */
+    struct fs_node *parent;        /* referenced: parent->children counts us;
+                                    * NULL only for root */
+    struct fs_node *name_next;     /* chain in the name table */
     char *name;                    /* NULL for root; in name_bytes (freed
                                     * with the node) or, after a rename,
                                     * owned */
+    uint64_t lookups;              /* kernel lookup count */
+    uint32_t children;             /* nodes whose parent is this one */
     uint16_t name_len;             /* a name is at most 255 bytes */
     bool name_inline;              /* name points into name_bytes */
-    uint32_t children;             /* nodes whose parent is this one */
-    uint64_t lookups;              /* kernel lookup count */
-    uint64_t ghost_epoch;          /* store epoch + 1 when this implicit
-                                    * directory vanished through a request
-                                    * of ours (0: never); see fs_ghost */
-    struct fs_node *ino_next;      /* chain in the inode table */
-    struct fs_node *name_next;     /* chain in the name table */
     char name_bytes[];             /* the name given at lookup, NUL-ended */
 };
 
+/* Every node but root is in the table, under its current (parent, name),
+ * linked or not, until it is freed. */
 struct node_table {
-    struct fs_node **by_ino;
     struct fs_node **by_name;
-    size_t bucket_count;           /* same for both, power of two */
-    size_t count;
+    size_t bucket_count;           /* power of two */
+    size_t count;                  /* nodes in the table */
 };
+
+/* A node's inode number is its address (root's is FS_ROOT_INO): the kernel
+ * only names inodes it holds a lookup of, and a node lives until the kernel
+ * has forgotten it and no handle or child node needs it. */
+static inline fuse_ino_t node_ino(const struct fs_node *node)
+{
+    return node->parent ? (fuse_ino_t)(uintptr_t)node : FS_ROOT_INO;
+}
 
 /* Every open file and directory handle is on a list, so that the ones the
  * kernel never released (the daemon stopped with files open) are freed at
@@ -91,7 +107,6 @@ void fs_handle_untrack(struct s3m_fs *fs, struct fs_handle *handle);
 struct s3m_fs {
     pthread_mutex_t lock;          /* guards nodes and root_* fields */
     struct node_table nodes;       /* guarded by lock */
-    fuse_ino_t next_ino;           /* guarded by lock */
     struct fs_node *root;          /* pinned */
     struct fs_handle handles;      /* guarded by lock: list head (sentinel) */
     struct s3m_store *store;       /* borrowed */

@@ -3,6 +3,7 @@
  * function here runs with fs->lock held by its caller.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,42 +11,35 @@
 
 #define INITIAL_BUCKETS 1024
 
-static size_t ino_bucket(const struct node_table *t, fuse_ino_t ino)
-{
-    return s3m_hash(&ino, sizeof(ino)) & (t->bucket_count - 1);
-}
-
 static size_t name_bucket(const struct node_table *t, const struct fs_node *parent,
                           const char *name, size_t len)
 {
-    uint64_t h = s3m_hash(name, len) ^ (parent->ino * 0x9E3779B97F4A7C15ULL);
+    uint64_t h = s3m_hash(name, len) ^ ((uintptr_t)parent * 0x9E3779B97F4A7C15ULL);
     return h & (t->bucket_count - 1);
 }
 
 int nodes_init(struct s3m_fs *fs)
 {
     struct node_table *t = &fs->nodes;
-    t->by_ino = s3m_calloc(INITIAL_BUCKETS, sizeof(*t->by_ino));
     t->by_name = s3m_calloc(INITIAL_BUCKETS, sizeof(*t->by_name));
     fs->root = s3m_calloc(1, sizeof(*fs->root));
-    if (!t->by_ino || !t->by_name || !fs->root) {
+    if (!t->by_name || !fs->root) {
         nodes_release(fs);
         return -ENOMEM;
     }
     t->bucket_count = INITIAL_BUCKETS;
-    fs->root->ino = FS_ROOT_INO;
     fs->root->is_dir = true;
     fs->root->lookups = 1;         /* pinned */
-    fs->root->ino_next = NULL;
-    t->by_ino[ino_bucket(t, FS_ROOT_INO)] = fs->root;
-    t->count = 1;
-    fs->next_ino = FS_ROOT_INO + 1;
     return 0;
 }
 
-/* Frees node and its name (the caller dropped its references). */
+/* Drops what node holds, then frees it and its name. */
 static void node_free(struct fs_node *node)
 {
+    if (node->kind == NODE_SNAPSHOT_ROOT)
+        s3m_snapshot_unref(node->snapshot);
+    else if (node->kind == NODE_PATH && !node->is_dir)
+        s3m_object_unref(node->open_obj);
     if (!node->name_inline)
         free(node->name);
     free(node);
@@ -54,21 +48,15 @@ static void node_free(struct fs_node *node)
 void nodes_release(struct s3m_fs *fs)
 {
     struct node_table *t = &fs->nodes;
-    for (size_t i = 0; t->by_ino && i < t->bucket_count; i++) {
-        struct fs_node *node = t->by_ino[i];
+    for (size_t i = 0; t->by_name && i < t->bucket_count; i++) {
+        struct fs_node *node = t->by_name[i];
         while (node) {
-            struct fs_node *next = node->ino_next;
-            if (node->kind == NODE_SNAPSHOT_ROOT)
-                s3m_snapshot_unref(node->snapshot);
-            else
-                s3m_object_unref(node->open_obj);
+            struct fs_node *next = node->name_next;
             node_free(node);
             node = next;
         }
     }
-    if (!t->by_ino)
-        free(fs->root);
-    free(t->by_ino);
+    free(fs->root);
     free(t->by_name);
     memset(t, 0, sizeof(*t));
     fs->root = NULL;
@@ -79,21 +67,11 @@ static void grow(struct node_table *t)
     if (t->count < t->bucket_count)
         return;
     size_t count = t->bucket_count * 2;
-    struct fs_node **by_ino = s3m_calloc(count, sizeof(*by_ino));
     struct fs_node **by_name = s3m_calloc(count, sizeof(*by_name));
-    if (!by_ino || !by_name) {
-        free(by_ino);
-        free(by_name);
+    if (!by_name)
         return; /* longer chains, still correct */
-    }
-    struct node_table bigger = {by_ino, by_name, count, t->count};
+    struct node_table bigger = {by_name, count, t->count};
     for (size_t i = 0; i < t->bucket_count; i++) {
-        for (struct fs_node *n = t->by_ino[i], *next; n; n = next) {
-            next = n->ino_next;
-            size_t b = ino_bucket(&bigger, n->ino);
-            n->ino_next = by_ino[b];
-            by_ino[b] = n;
-        }
         for (struct fs_node *n = t->by_name[i], *next; n; n = next) {
             next = n->name_next;
             size_t b = name_bucket(&bigger, n->parent, n->name, n->name_len);
@@ -101,18 +79,15 @@ static void grow(struct node_table *t)
             by_name[b] = n;
         }
     }
-    free(t->by_ino);
     free(t->by_name);
     *t = bigger;
 }
 
 struct fs_node *node_by_ino(struct s3m_fs *fs, fuse_ino_t ino)
 {
-    struct node_table *t = &fs->nodes;
-    struct fs_node *node = t->by_ino[ino_bucket(t, ino)];
-    while (node && node->ino != ino)
-        node = node->ino_next;
-    return node;
+    if (ino == FS_ROOT_INO)
+        return fs->root;
+    return (struct fs_node *)(uintptr_t)ino;
 }
 
 struct fs_node *node_find(struct s3m_fs *fs, struct fs_node *parent,
@@ -121,31 +96,32 @@ struct fs_node *node_find(struct s3m_fs *fs, struct fs_node *parent,
     struct node_table *t = &fs->nodes;
     struct fs_node *node = t->by_name[name_bucket(t, parent, name, len)];
     for (; node; node = node->name_next)
-        if (node->parent == parent && node->name_len == len &&
+        if (node->parent == parent && node->linked && node->name_len == len &&
             memcmp(node->name, name, len) == 0)
             return node;
     return NULL;
 }
 
-static void link_name(struct node_table *t, struct fs_node *node)
+static void table_add(struct node_table *t, struct fs_node *node)
 {
     size_t b = name_bucket(t, node->parent, node->name, node->name_len);
     node->name_next = t->by_name[b];
     t->by_name[b] = node;
-    node->linked = true;
 }
 
-void node_unlink(struct s3m_fs *fs, struct fs_node *node)
+static void table_remove(struct node_table *t, struct fs_node *node)
 {
-    struct node_table *t = &fs->nodes;
-    if (!node->linked)
-        return;
     struct fs_node **chain =
         &t->by_name[name_bucket(t, node->parent, node->name, node->name_len)];
     while (*chain != node)
         chain = &(*chain)->name_next;
     *chain = node->name_next;
     node->name_next = NULL;
+}
+
+void node_unlink(struct s3m_fs *fs, struct fs_node *node)
+{
+    (void)fs;
     node->linked = false;
 }
 
@@ -153,18 +129,11 @@ void node_unlink(struct s3m_fs *fs, struct fs_node *node)
 static void node_maybe_free(struct s3m_fs *fs, struct fs_node *node)
 {
     struct node_table *t = &fs->nodes;
-    while (node && node != fs->root && node->lookups == 0 && node->children == 0) {
+    while (node && node != fs->root && node->lookups == 0 &&
+           node->children == 0 && node->open_count == 0) {
         struct fs_node *parent = node->parent;
-        node_unlink(fs, node);
-        struct fs_node **chain = &t->by_ino[ino_bucket(t, node->ino)];
-        while (*chain != node)
-            chain = &(*chain)->ino_next;
-        *chain = node->ino_next;
+        table_remove(t, node);
         t->count--;
-        if (node->kind == NODE_SNAPSHOT_ROOT)
-            s3m_snapshot_unref(node->snapshot);
-        else
-            s3m_object_unref(node->open_obj);
         node_free(node);
         parent->children--;
         node = parent;
@@ -186,12 +155,11 @@ struct fs_node *node_lookup(struct s3m_fs *fs, struct fs_node *parent,
     if (len > UINT16_MAX)
         return NULL;          /* callers check names long before this */
     /* one allocation for the node and its name */
-    node = s3m_calloc(1, sizeof(*node) + len + 1);
+    node = s3m_calloc(1, offsetof(struct fs_node, name_bytes) + len + 1);
     if (!node)
         return NULL;
     struct node_table *t = &fs->nodes;
     memcpy(node->name_bytes, name, len);
-    node->ino = fs->next_ino++;
     node->parent = parent;
     node->name = node->name_bytes;
     node->name_inline = true;
@@ -199,11 +167,9 @@ struct fs_node *node_lookup(struct s3m_fs *fs, struct fs_node *parent,
     node->is_dir = is_dir;
     node->kind = (uint8_t)fs_node_kind_for(fs, parent, name, len, &node->control_file);
     node->lookups = 1;
+    node->linked = true;
     parent->children++;
-    size_t b = ino_bucket(t, node->ino);
-    node->ino_next = t->by_ino[b];
-    t->by_ino[b] = node;
-    link_name(t, node);
+    table_add(t, node);
     t->count++;
     grow(t);
     return node;
@@ -215,8 +181,7 @@ int node_move(struct s3m_fs *fs, struct fs_node *node, struct fs_node *parent,
     char *copy = len <= UINT16_MAX ? s3m_strndup(name, len) : NULL;
     if (!copy)
         return -ENOMEM;
-    bool was_linked = node->linked;
-    node_unlink(fs, node);
+    table_remove(&fs->nodes, node);
     struct fs_node *old_parent = node->parent;
     parent->children++;
     if (!node->name_inline)
@@ -225,8 +190,7 @@ int node_move(struct s3m_fs *fs, struct fs_node *node, struct fs_node *parent,
     node->name_inline = false;
     node->name_len = (uint16_t)len;
     node->parent = parent;
-    if (was_linked)
-        link_name(&fs->nodes, node);
+    table_add(&fs->nodes, node);
     old_parent->children--;
     node_maybe_free(fs, old_parent);
     return 0;
@@ -237,7 +201,7 @@ void node_opened(struct s3m_fs *fs, fuse_ino_t ino, struct s3m_object *obj)
     pthread_mutex_lock(&fs->lock);
     struct fs_node *node = node_by_ino(fs, ino);
     struct s3m_object *old = NULL;
-    if (node && node->kind == NODE_PATH) {
+    if (node && node->kind == NODE_PATH && !node->is_dir) {
         node->open_count++;
         if (node->open_obj != obj) {
             old = node->open_obj;
@@ -253,10 +217,11 @@ void node_closed(struct s3m_fs *fs, fuse_ino_t ino)
     pthread_mutex_lock(&fs->lock);
     struct fs_node *node = node_by_ino(fs, ino);
     struct s3m_object *old = NULL;
-    if (node && node->kind == NODE_PATH && node->open_count > 0 &&
-        --node->open_count == 0) {
+    if (node && node->kind == NODE_PATH && !node->is_dir &&
+        node->open_count > 0 && --node->open_count == 0) {
         old = node->open_obj;
         node->open_obj = NULL;
+        node_maybe_free(fs, node);
     }
     pthread_mutex_unlock(&fs->lock);
     s3m_object_unref(old);
@@ -268,7 +233,7 @@ struct s3m_object *node_open_object(struct s3m_fs *fs, fuse_ino_t ino,
     pthread_mutex_lock(&fs->lock);
     struct fs_node *node = node_by_ino(fs, ino);
     struct s3m_object *obj = NULL;
-    if (node && node->kind == NODE_PATH && node->open_obj) {
+    if (node && node->kind == NODE_PATH && !node->is_dir && node->open_obj) {
         obj = s3m_object_ref(node->open_obj);
         /* the store of the node's view: the live one unless a snapshot's */
         *store = fs->store;

@@ -73,7 +73,7 @@ static void notes_add(struct notes *notes, fuse_ino_t parent, const struct fs_no
     struct entry_note *note = &notes->items[notes->count];
     memset(note, 0, sizeof(*note));
     note->parent = parent;
-    note->ino = node->ino;
+    note->ino = node_ino(node);
     if (node->name) {
         note->name = s3m_strndup(node->name, node->name_len);
         note->name_len = note->name ? node->name_len : 0;
@@ -90,9 +90,9 @@ static void note_top_level(struct s3m_fs *fs, struct notes *notes)
     struct node_table *t = &fs->nodes;
     notes_add(notes, 0, fs->root, NULL, 0, false);
     for (size_t b = 0; b < t->bucket_count; b++)
-        for (struct fs_node *node = t->by_ino[b]; node; node = node->ino_next)
+        for (struct fs_node *node = t->by_name[b]; node; node = node->name_next)
             if (node->kind == NODE_PATH && node->parent == fs->root && node->linked)
-                notes_add(notes, fs->root->ino, node, NULL, 0, false);
+                notes_add(notes, FS_ROOT_INO, node, NULL, 0, false);
 }
 
 /* True when node lies in a read-only snapshot view (whose objects belong
@@ -120,12 +120,12 @@ static void note_replaced_open_files(struct s3m_fs *fs, struct notes *notes)
 {
     struct node_table *t = &fs->nodes;
     for (size_t b = 0; b < t->bucket_count; b++)
-        for (struct fs_node *node = t->by_ino[b]; node; node = node->ino_next) {
+        for (struct fs_node *node = t->by_name[b]; node; node = node->name_next) {
             if (node->kind != NODE_PATH || node->open_count == 0 ||
                 !node->linked || !node->open_obj || in_snapshot_view(node) ||
                 s3m_object_attached(fs->store, node->open_obj))
                 continue;
-            notes_add(notes, node->parent->ino, node, NULL, 0, false);
+            notes_add(notes, node_ino(node->parent), node, NULL, 0, false);
             node_unlink(fs, node);
         }
 }
@@ -149,20 +149,20 @@ static void note_key(struct s3m_fs *fs, const char *key, struct notes *notes,
             return; /* the kernel knows nothing below */
         bool last = !slash || slash[1] == '\0';
         if (last && slash) {        /* a directory marker */
-            notes_add(notes, node->ino, child, key, strlen(key), true);
+            notes_add(notes, node_ino(node), child, key, strlen(key), true);
             return;
         }
         if (last) {
             size_t before = notes->count;
-            notes_add(notes, node->ino, child, NULL, 0, false);
+            notes_add(notes, node_ino(node), child, NULL, 0, false);
             if (notes->count > before)
                 notes->items[before].file_key = key;
             return;
         }
-        if (depth >= DEPTH_MAX || last_dir[depth] != child->ino) {
+        if (depth >= DEPTH_MAX || last_dir[depth] != node_ino(child)) {
             if (depth < DEPTH_MAX)
-                last_dir[depth] = child->ino;
-            notes_add(notes, node->ino, child, key, (size_t)(slash - key) + 1,
+                last_dir[depth] = node_ino(child);
+            notes_add(notes, node_ino(node), child, key, (size_t)(slash - key) + 1,
                       false);
         }
         depth++;

@@ -109,7 +109,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fs_node *node = node_by_ino(fs, ino);
     bool control = node && node->kind != NODE_PATH && node->kind != NODE_SNAPSHOT_ROOT;
     int rc = !node ? -ENOENT : control ? 0 : node_dir_key(fs, node, &key);
-    fuse_ino_t parent = node && node->parent ? node->parent->ino : ino;
+    fuse_ino_t parent = node && node->parent ? node_ino(node->parent) : ino;
     pthread_mutex_unlock(&fs->lock);
     struct dir_handle *handle = rc ? NULL : s3m_calloc(1, sizeof(*handle));
     struct stat st;
@@ -215,10 +215,10 @@ static ssize_t add_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t dir,
     pthread_mutex_unlock(&fs->lock);
     if (!node)
         return parent ? -ENOMEM : -ENOENT;
-    struct fuse_entry_param param = {.ino = node->ino, .attr = entry->st,
+    struct fuse_entry_param param = {.ino = node_ino(node), .attr = entry->st,
                                      .attr_timeout = fs->timeout,
                                      .entry_timeout = fs->timeout};
-    param.attr.st_ino = node->ino;
+    param.attr.st_ino = node_ino(node);
     size_t used = fuse_add_direntry_plus(req, buf, room, entry->name, &param, next);
     if (used <= room)
         return (ssize_t)used;
