@@ -46,7 +46,7 @@ struct s3m_object *index_find(const struct s3m_store *store, const char *key,
     struct s3m_object *obj = store->buckets[hash & (store->bucket_count - 1)];
     for (; obj; obj = obj->hash_next)
         if (obj->hash == (uint32_t)hash && obj->key_len == key_len &&
-            memcmp(obj->key, key, key_len) == 0)
+            memcmp(object_key(obj), key, key_len) == 0)
             return obj;
     return NULL;
 }
@@ -113,7 +113,7 @@ static void find_links(const struct s3m_store *store, const char *key,
     for (int i = store->level - 1; i >= 0; i--) {
         struct s3m_object *next;
         while ((next = links[i]) != NULL) {
-            int c = key_compare(next->key, next->key_len, key, key_len);
+            int c = key_compare(object_key(next), next->key_len, key, key_len);
             if (c > 0 || (c == 0 && !strictly))
                 break;
             links = next->forward;
@@ -195,7 +195,7 @@ void index_insert(struct s3m_store *store, struct s3m_object *obj)
             store->head[i] = NULL;
         store->level = obj->level;
     }
-    find_links(store, obj->key, obj->key_len, false, update);
+    find_links(store, object_key(obj), obj->key_len, false, update);
     for (int i = 0; i < obj->level; i++) {
         struct s3m_object **link = (struct s3m_object **)update[i];
         obj->forward[i] = *link;
@@ -207,7 +207,7 @@ void index_insert(struct s3m_store *store, struct s3m_object *obj)
 void index_remove(struct s3m_store *store, struct s3m_object *obj)
 {
     struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
-    find_links(store, obj->key, obj->key_len, false, update);
+    find_links(store, object_key(obj), obj->key_len, false, update);
     for (int i = 0; i < obj->level; i++) {
         struct s3m_object **link = (struct s3m_object **)update[i];
         if (*link == obj)

@@ -54,7 +54,7 @@ void s3m_list_result_release(struct s3m_list_result *result)
 
 static bool has_prefix(const struct s3m_object *obj, const char *prefix, size_t len)
 {
-    return obj->key_len >= len && memcmp(obj->key, prefix, len) == 0;
+    return obj->key_len >= len && memcmp(object_key(obj), prefix, len) == 0;
 }
 
 /* Where a listing resumes: after the token, and after everything under it
@@ -88,23 +88,23 @@ static int list_walk(struct s3m_store *store, const struct s3m_list_request *req
             *truncated = true;
             return 0;
         }
-        const char *rest = node->key + prefix_len;
+        const char *rest = object_key(node) + prefix_len;
         const char *cut = req->delimiter ?
             memchr(rest, req->delimiter, node->key_len - prefix_len) : NULL;
         int rc;
         if (cut) {
-            size_t len = (size_t)(cut - node->key) + 1;
-            rc = string_list_add(prefixes, node->key, len);
+            size_t len = (size_t)(cut - object_key(node)) + 1;
+            rc = string_list_add(prefixes, object_key(node), len);
             if (rc)
                 return rc;
             *last = prefixes->items[prefixes->count - 1];
             *last_len = len;
-            node = index_seek_past_prefix(store, node->key, len);
+            node = index_seek_past_prefix(store, object_key(node), len);
         } else {
-            rc = string_list_add(keys, node->key, node->key_len);
+            rc = string_list_add(keys, object_key(node), node->key_len);
             if (rc)
                 return rc;
-            *last = node->key;
+            *last = object_key(node);
             *last_len = node->key_len;
             node = node->forward[0];
         }
@@ -147,7 +147,7 @@ static bool shadowed_by_prefix(const struct s3m_store *store,
                                const struct s3m_object *obj, char delimiter)
 {
     char probe[S3M_KEY_MAX + 2];
-    memcpy(probe, obj->key, obj->key_len);
+    memcpy(probe, object_key(obj), obj->key_len);
     probe[obj->key_len] = delimiter;
     struct s3m_object *next = index_seek(store, probe, obj->key_len + 1, false);
     return next && has_prefix(next, probe, obj->key_len + 1);
@@ -159,7 +159,7 @@ static struct s3m_object *level_entry(const struct s3m_store *store,
                                       char delimiter, struct s3m_level_entry *entry,
                                       struct s3m_object **object)
 {
-    const char *rest = node->key + prefix_len;
+    const char *rest = object_key(node) + prefix_len;
     size_t rest_len = node->key_len - prefix_len;
     const char *cut = memchr(rest, delimiter, rest_len);
     memset(entry, 0, sizeof(*entry));
@@ -174,7 +174,7 @@ static struct s3m_object *level_entry(const struct s3m_store *store,
     entry->is_prefix = true;
     size_t group_len = prefix_len + entry->name_len + 1;
     *object = node->key_len == group_len ? node : NULL;
-    return index_seek_past_prefix(store, node->key, group_len);
+    return index_seek_past_prefix(store, object_key(node), group_len);
 }
 
 int s3m_store_list_level(struct s3m_store *store, const char *prefix,
@@ -217,15 +217,15 @@ size_t s3m_store_count_prefixes(struct s3m_store *store, const char *prefix,
             count = SIZE_MAX;
             break;
         }
-        const char *rest = node->key + prefix_len;
+        const char *rest = object_key(node) + prefix_len;
         const char *cut = memchr(rest, delimiter, node->key_len - prefix_len);
         if (!cut) {
             node = node->forward[0];
             continue;
         }
         count++;
-        node = index_seek_past_prefix(store, node->key,
-                                      (size_t)(cut - node->key) + 1);
+        node = index_seek_past_prefix(store, object_key(node),
+                                      (size_t)(cut - object_key(node)) + 1);
     }
     store_unlock(store);
     return count;

@@ -149,27 +149,21 @@ const struct s3m_store_config *s3m_store_config(const struct s3m_store *store)
 
 /* ---- objects ------------------------------------------------------------ */
 
-/* True while obj->key lies in obj's own allocation (not renamed). */
-static bool object_key_inline(const struct s3m_object *obj)
-{
-    return obj->key == (const char *)&obj->forward[obj->level];
-}
-
 struct s3m_object *object_new(struct s3m_store *store, const char *key,
                               size_t key_len)
 {
     if (key_len > UINT16_MAX)
         return NULL;          /* check_key refuses such keys long before */
     uint8_t level = index_random_level(store);
-    /* one allocation: the header, its skiplist links, the key */
+    /* one allocation: the header, its skiplist links, the key (with room
+     * for an owned key's address, see rekey) */
+    size_t key_room = key_len + 1 < sizeof(char *) ? sizeof(char *) : key_len + 1;
     struct s3m_object *obj = s3m_calloc(1, sizeof(*obj) +
-                                        level * sizeof(obj->forward[0]) +
-                                        key_len + 1);
+                                        level * sizeof(obj->forward[0]) + key_room);
     if (!obj)
         return NULL;
     obj->level = level;
-    obj->key = (char *)&obj->forward[level];
-    memcpy(obj->key, key, key_len);
+    memcpy(object_key(obj), key, key_len);
     atomic_init(&obj->refcount, 1);
     obj->key_len = (uint16_t)key_len;
     obj->hash = (uint32_t)s3m_hash(key, key_len);
@@ -189,8 +183,8 @@ void s3m_object_unref(struct s3m_object *obj)
         return;
     s3m_body_unref(obj->body);
     s3m_meta_unref(obj->meta);
-    if (!object_key_inline(obj))
-        free(obj->key);
+    if (obj->key_owned)
+        free(object_key(obj));
     free(obj);
 }
 
@@ -224,7 +218,7 @@ static struct s3m_object *find_key(const struct s3m_store *store, const char *ke
  * reference it drops). Caller holds the write lock. */
 static void index_replace(struct s3m_store *store, struct s3m_object *obj)
 {
-    struct s3m_object *old = index_find(store, obj->key, obj->key_len, obj->hash);
+    struct s3m_object *old = index_find(store, object_key(obj), obj->key_len, obj->hash);
     if (old) {
         index_remove(store, old);
         s3m_object_unref(old);
@@ -254,7 +248,7 @@ static void apply_put_attrs(const struct s3m_store *store, struct s3m_object *ob
     static const struct s3m_put_attrs none;
     if (!attrs)
         attrs = &none;
-    bool is_marker = obj->key[obj->key_len - 1] == '/';
+    bool is_marker = object_key(obj)[obj->key_len - 1] == '/';
     uint32_t kind = is_marker ? S_IFDIR : S_IFREG;
     uint32_t perms = attrs->mode & 07777;
     if (!perms && !(attrs->mode & S_IFMT))
@@ -440,7 +434,7 @@ int s3m_store_delete_marker(struct s3m_store *store, const char *marker)
     struct s3m_object *first = index_seek(store, marker, len, false);
     struct s3m_object *obj = find_key(store, marker);
     struct s3m_object *after = obj ? obj->forward[0] : first;
-    if (after && strncmp(after->key, marker, len) == 0)
+    if (after && strncmp(object_key(after), marker, len) == 0)
         rc = -ENOTEMPTY;
     else if (!obj)
         rc = -ENOENT;
@@ -474,9 +468,10 @@ int s3m_store_delete_many(struct s3m_store *store, const char *const *keys,
  * holds the write lock and has removed obj from the index. */
 static void rekey(struct s3m_store *store, struct s3m_object *obj, char *new_key)
 {
-    if (!object_key_inline(obj))
-        free(obj->key);
-    obj->key = new_key;
+    if (obj->key_owned)
+        free(object_key(obj));
+    memcpy(&obj->forward[obj->level], &new_key, sizeof(new_key));
+    obj->key_owned = true;
     obj->key_len = (uint16_t)strlen(new_key);
     obj->hash = (uint32_t)s3m_hash(new_key, obj->key_len);
     index_replace(store, obj);
@@ -537,7 +532,7 @@ static int prefix_move_plan(struct s3m_store *store, const char *src,
     size_t count = 0;
     struct s3m_object *first = index_seek(store, src, src_len, false);
     for (struct s3m_object *o = first;
-         o && strncmp(o->key, src, src_len) == 0; o = o->forward[0])
+         o && strncmp(object_key(o), src, src_len) == 0; o = o->forward[0])
         count++;
     move->objects = s3m_calloc(count ? count : 1, sizeof(*move->objects));
     move->keys = s3m_calloc(count ? count : 1, sizeof(*move->keys));
@@ -554,12 +549,12 @@ static int prefix_move_plan(struct s3m_store *store, const char *src,
         if (!key)
             return -ENOMEM;
         memcpy(key, dst, dst_len);
-        memcpy(key + dst_len, o->key + src_len, rest + 1);
+        memcpy(key + dst_len, object_key(o) + src_len, rest + 1);
         move->keys[i] = key;
         move->objects[i] = o;
         move->count = i + 1;
         struct s3m_object *there = find_key(store, key);
-        if (there && strncmp(there->key, src, src_len) != 0)
+        if (there && strncmp(object_key(there), src, src_len) != 0)
             return -EEXIST;
     }
     return 0;
@@ -598,7 +593,7 @@ void s3m_store_clear(struct s3m_store *store, s3m_store_diff_fn changed,
     struct s3m_object **old_buckets;
     store_write_lock(store);
     for (struct s3m_object *o = store->head[0]; changed && o; o = o->forward[0])
-        if (changed(ctx, o->key) != 0)
+        if (changed(ctx, object_key(o)) != 0)
             changed = NULL;
     struct s3m_object **buckets = s3m_calloc(64, sizeof(*buckets));
     struct s3m_object *first = NULL;
@@ -630,7 +625,7 @@ size_t s3m_store_count(struct s3m_store *store, const char *prefix)
         count = store->count;
     } else {
         struct s3m_object *o = index_seek(store, prefix, len, false);
-        for (; o && strncmp(o->key, prefix, len) == 0; o = o->forward[0])
+        for (; o && strncmp(object_key(o), prefix, len) == 0; o = o->forward[0])
             count++;
     }
     store_unlock(store);
@@ -642,7 +637,7 @@ bool s3m_store_has_prefix(struct s3m_store *store, const char *prefix)
     size_t len = strlen(prefix);
     store_read_lock(store);
     struct s3m_object *o = index_seek(store, prefix, len, false);
-    bool found = o && strncmp(o->key, prefix, len) == 0;
+    bool found = o && strncmp(object_key(o), prefix, len) == 0;
     store_unlock(store);
     return found;
 }
@@ -683,11 +678,11 @@ int s3m_store_foreach(struct s3m_store *store, const char *prefix,
     store_read_lock(store);
     struct s3m_object *o = len ? index_seek(store, prefix, len, false)
                                : index_first(store);
-    for (; o && rc == 0 && strncmp(o->key, prefix ? prefix : "", len) == 0;
+    for (; o && rc == 0 && strncmp(object_key(o), prefix ? prefix : "", len) == 0;
          o = o->forward[0]) {
         struct s3m_object_info info;
         object_fill_info(o, &info);
-        rc = fn(ctx, o->key, &info, o->body);
+        rc = fn(ctx, object_key(o), &info, o->body);
         s3m_meta_unref(info.meta);
     }
     store_unlock(store);
@@ -709,16 +704,16 @@ int s3m_store_diff(struct s3m_store *before, struct s3m_store *after,
     store_read_lock(after);
     struct s3m_object *a = before->head[0], *b = after->head[0];
     while (rc == 0 && (a || b)) {
-        int c = !a ? 1 : !b ? -1 : strcmp(a->key, b->key);
+        int c = !a ? 1 : !b ? -1 : strcmp(object_key(a), object_key(b));
         if (c < 0) {
-            rc = fn(ctx, a->key);
+            rc = fn(ctx, object_key(a));
             a = a->forward[0];
         } else if (c > 0) {
-            rc = fn(ctx, b->key);
+            rc = fn(ctx, object_key(b));
             b = b->forward[0];
         } else {
             if (!same_object(a, b))
-                rc = fn(ctx, a->key);
+                rc = fn(ctx, object_key(a));
             a = a->forward[0];
             b = b->forward[0];
         }
@@ -736,7 +731,7 @@ static int copy_objects(struct s3m_store *copy, const struct s3m_store *source)
     index_reserve(copy, source->count);
     index_tail_init(copy, &tail);
     for (struct s3m_object *o = source->head[0]; o; o = o->forward[0]) {
-        struct s3m_object *c = object_new(copy, o->key, o->key_len);
+        struct s3m_object *c = object_new(copy, object_key(o), o->key_len);
         if (!c)
             return -ENOMEM;
         c->body = s3m_body_ref(o->body);
@@ -813,12 +808,12 @@ static void swap_walk(struct s3m_store *store, struct s3m_store *source,
     struct s3m_object *a = store->head[0], *b = source->head[0];
 
     while ((a || b) && (changed || (mtime_unit && a && b))) {
-        int c = !a ? 1 : !b ? -1 : strcmp(a->key, b->key);
+        int c = !a ? 1 : !b ? -1 : strcmp(object_key(a), object_key(b));
         bool kept = c == 0 && mtime_unit && same_content(a, b, mtime_unit);
         if (kept)
             keep_identical(a, b);   /* b now holds what a held */
         if (changed && !kept && (c != 0 || !same_object(a, b)) &&
-            changed(ctx, c <= 0 ? a->key : b->key) != 0)
+            changed(ctx, c <= 0 ? object_key(a) : object_key(b)) != 0)
             changed = NULL;
         if (c <= 0)
             a = a->forward[0];
