@@ -220,6 +220,27 @@ teardown() {
     "$(cd "$MNT" && find . -path ./.s3mem -prune -o -type f -print | LC_ALL=C sort)" "find -type f"
 }
 
+@test "every file and directory has its own inode number, kept across mv and while open" {
+  mkdir -p "$MNT/a" "$MNT/b"
+  local i numbers before
+  for i in $(seq 1 100); do : >"$MNT/a/f$i"; : >"$MNT/b/f$i"; done
+  expect_equal 1 "$(stat -c %i "$MNT")" "the root's inode number"
+  numbers=$(find "$MNT/a" "$MNT/b" -printf '%i\n')
+  expect_equal 202 "$(sort -u <<<"$numbers" | wc -l)" "distinct inode numbers"
+  expect_equal 0 "$(grep -cx 1 <<<"$numbers")" "entries numbered like the root"
+  before=$(stat -c %i "$MNT/a/f1")
+  exec 8<"$MNT/a/f1"
+  mv "$MNT/a/f1" "$MNT/b/moved"
+  local moved_number
+  moved_number=$(stat -c %i "$MNT/b/moved")
+  rm "$MNT/b/moved"
+  local open_number
+  open_number=$(stat -L -c %i /proc/self/fd/8)
+  exec 8<&-
+  expect_equal "$before" "$moved_number" "inode number after mv"
+  expect_equal "$before" "$open_number" "inode number of the open, removed file"
+}
+
 @test "a directory's link count is 2 plus its subdirectories, as rename and rmdir change them" {
   mkdir -p "$MNT/src/dir/deeper" "$MNT/dst"
   touch "$MNT/src/file" "$MNT/src/dir/file"
