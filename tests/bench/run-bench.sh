@@ -255,6 +255,18 @@ awk -v names="${targets[*]}" '
       for (j = 3; j <= n; j++) printf " %12s", shown(rate[j, w])
       printf "\n"
     }
+    # each N-thread workload against its one-thread twin, per target
+    for (r = 1; r <= rows; r++) {
+      w = order[r]
+      if (w !~ /-[0-9]+t$/) continue
+      base = w; sub(/-[0-9]+t$/, "", base)
+      printf "%-14s %-6s", w, "x of 1"
+      for (j = 1; j <= n; j++) {
+        a = rate[j, base]; b = rate[j, w]
+        printf " %12s", (a != "" && a != "n/a" && b != "" && b != "n/a" && a > 0) ? sprintf("%.2fx", b / a) : "-"
+      }
+      printf "\n"
+    }
   }' "${files[@]}"
 echo "(seq-read: a new descriptor on the file just written; both read their page cache, which s3mem keeps across opens)"
 echo
