@@ -345,8 +345,9 @@ static void heap_on_huge_pages(char *argv[])
     fclose(file);
     if (!strstr(mode, "[always]") && !strstr(mode, "[madvise]"))
         return;
+    size_t have_len = have ? strlen(have) : 0;
     if (snprintf(value, sizeof(value), "%s%s%s", have ? have : "",
-                 have && *have ? ":" : "", ours) >= (int)sizeof(value))
+                 have_len ? ":" : "", ours) >= (int)sizeof(value))
         return;
     /* the binary's own path, not /proc/self/exe: ps and pgrep name a
      * process after the file it ran */
@@ -357,9 +358,11 @@ static void heap_on_huge_pages(char *argv[])
     if (setenv("GLIBC_TUNABLES", value, 1) != 0)
         return;
     execv(self, argv);
-    /* still here: run on small pages, without the variable */
+    /* still here: run on small pages with the user's variable, taken
+     * back from value (setenv may have freed the string have points to) */
+    value[have_len] = '\0';
     if (have)
-        setenv("GLIBC_TUNABLES", have, 1);
+        setenv("GLIBC_TUNABLES", value, 1);
     else
         unsetenv("GLIBC_TUNABLES");
 }

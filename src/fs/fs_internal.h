@@ -172,6 +172,8 @@ void fs_file_close(struct fuse_file_info *fi);
 /* ---- nodes.c (callers hold fs->lock unless a function says it takes it) */
 int nodes_init(struct s3m_fs *fs);
 void nodes_release(struct s3m_fs *fs);
+/* The node of a number the kernel sent (see node_ino): no lookup, so the
+ * number must be one the kernel holds; NULL only for 0. */
 struct fs_node *node_by_ino(struct s3m_fs *fs, fuse_ino_t ino);
 /* Finds or makes the node for (parent, name) of the given kind and counts
  * one lookup. A node of the other kind is unlinked and replaced. NULL on

@@ -88,23 +88,23 @@ static int list_walk(struct s3m_store *store, const struct s3m_list_request *req
             *truncated = true;
             return 0;
         }
-        const char *rest = object_key(node) + prefix_len;
+        const char *key = object_key(node);
         const char *cut = req->delimiter ?
-            memchr(rest, req->delimiter, node->key_len - prefix_len) : NULL;
+            memchr(key + prefix_len, req->delimiter, node->key_len - prefix_len) : NULL;
         int rc;
         if (cut) {
-            size_t len = (size_t)(cut - object_key(node)) + 1;
-            rc = string_list_add(prefixes, object_key(node), len);
+            size_t len = (size_t)(cut - key) + 1;
+            rc = string_list_add(prefixes, key, len);
             if (rc)
                 return rc;
             *last = prefixes->items[prefixes->count - 1];
             *last_len = len;
-            node = index_seek_past_prefix(store, object_key(node), len);
+            node = index_seek_past_prefix(store, key, len);
         } else {
-            rc = string_list_add(keys, object_key(node), node->key_len);
+            rc = string_list_add(keys, key, node->key_len);
             if (rc)
                 return rc;
-            *last = object_key(node);
+            *last = key;
             *last_len = node->key_len;
             node = node->forward[0];
         }
@@ -217,15 +217,14 @@ size_t s3m_store_count_prefixes(struct s3m_store *store, const char *prefix,
             count = SIZE_MAX;
             break;
         }
-        const char *rest = object_key(node) + prefix_len;
-        const char *cut = memchr(rest, delimiter, node->key_len - prefix_len);
+        const char *key = object_key(node);
+        const char *cut = memchr(key + prefix_len, delimiter, node->key_len - prefix_len);
         if (!cut) {
             node = node->forward[0];
             continue;
         }
         count++;
-        node = index_seek_past_prefix(store, object_key(node),
-                                      (size_t)(cut - object_key(node)) + 1);
+        node = index_seek_past_prefix(store, key, (size_t)(cut - key) + 1);
     }
     store_unlock(store);
     return count;
