@@ -245,7 +245,7 @@ static int run_libfuse_loop(struct fuse_session *se, const struct fuse_cmdline_o
 }
 
 /* Starts the threads beside the request loop: the cache notifier, the
- * chunk pool, the reaper and autopersist. They start with SIGINT, SIGTERM and SIGHUP
+ * reaper and autopersist. They start with SIGINT, SIGTERM and SIGHUP
  * blocked, as the loop's workers do, so that libfuse's handlers run on the
  * thread that waits for them. */
 static void start_helpers(struct s3m_fs *fs, struct s3m_ctl *ctl,
@@ -258,8 +258,6 @@ static void start_helpers(struct s3m_fs *fs, struct s3m_ctl *ctl,
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, &old);
     s3m_fs_start(fs);
-    if (s3m_body_pool_start() != 0)
-        s3m_log("cannot start the chunk pool: big writes fault their own pages");
     if (s3m_store_reaper_start() != 0)
         s3m_log("cannot start the reaper: commands free what they replace");
     if ((opts->autopersist || opts->autopersist_ms) &&
@@ -301,7 +299,6 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     s3m_ctl_stop_autopersist(ctl);
     if (s3m_ctl_persist(ctl, false) != 0)
         rc = 1;
-    s3m_body_pool_stop();
     s3m_store_reaper_stop();
     fuse_session_unmount(se);
     s3m_log("unmounted %s", cmdline->mountpoint);
@@ -409,6 +406,10 @@ int main(int argc, char *argv[])
         goto out;
     }
     fuse_opt_add_arg(&args, "-ofsname=s3mem,subtype=s3mem");
+    /* before the persisted store loads, so its big bodies go there too; it
+     * has no thread, so daemonize's fork keeps it */
+    if (s3m_body_file_start() != 0)
+        s3m_log("cannot make the chunk file: big bodies live on the heap");
     struct s3m_store *store = s3m_store_new(&store_config);
     struct s3m_ctl_config ctl_config = {.key_prefix = opts.key_prefix,
                                         .persist_path = opts.persist};
@@ -426,6 +427,7 @@ int main(int argc, char *argv[])
     s3m_fs_free(fs);
     s3m_ctl_free(ctl);
     s3m_store_free(store);
+    s3m_body_file_stop();
 out:
     free(cmdline.mountpoint);
     free_options(&opts);

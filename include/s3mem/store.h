@@ -132,13 +132,12 @@ uint64_t s3m_body_memory_used(void);
  * the call). Stop frees whatever is still waiting. 0 or -errno. */
 int s3m_store_reaper_start(void);
 void s3m_store_reaper_stop(void);
-/* Starts the thread that keeps full-size chunks faulted in ahead of big
- * writes (chunk_pool.c), so that the kernel's page faults happen on another
- * CPU than the writer's. Optional: without it chunks are allocated when
- * needed. 0 or a negative errno. */
-int s3m_body_pool_start(void);
-/* Stops that thread and frees the chunks it held. */
-void s3m_body_pool_stop(void);
+/* Keeps full-size chunks in a memory file from now on (chunk_file.c): big
+ * writes need no zeroed anonymous pages. Optional: without it every chunk
+ * is on the heap. 0 or a negative errno. Stop releases the file once no
+ * chunk is in it (call it after freeing every store). */
+int s3m_body_file_start(void);
+void s3m_body_file_stop(void);
 
 /* ---- stores ------------------------------------------------------------- */
 

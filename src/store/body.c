@@ -25,10 +25,15 @@
 
 #define CHUNK_MIN_CAPACITY 64
 
+#define NO_SLOT UINT32_MAX
+
 struct s3m_chunk {
     atomic_uint refcount;
-    uint32_t capacity;             /* bytes in data; the rest reads as zero */
-    unsigned char data[];
+    uint32_t capacity;             /* bytes it holds; the rest reads as zero */
+    uint32_t slot;                 /* its slot in the chunk file (full chunks,
+                                      chunk_file.c), or NO_SLOT: data holds
+                                      the bytes */
+    unsigned char data[];          /* empty for a chunk in the file */
 };
 
 struct chunk_slot {
@@ -56,9 +61,44 @@ uint64_t s3m_body_memory_used(void)
 
 /* ---- chunks --------------------------------------------------------------- */
 
-size_t chunk_alloc_size(uint32_t capacity)
+static const unsigned char *chunk_data(const struct s3m_chunk *chunk)
 {
-    return sizeof(struct s3m_chunk) + capacity;
+    return chunk->slot == NO_SLOT ? chunk->data : chunk_file_data(chunk->slot);
+}
+
+/* Copies len bytes into the chunk at `at`. 0, or -errno when the chunk file
+ * could not take them (the bytes before may have landed). */
+static int chunk_store(struct s3m_chunk *chunk, size_t at, const void *data,
+                       size_t len)
+{
+    if (chunk->slot != NO_SLOT)
+        return chunk_file_write(chunk->slot, at, data, len);
+    memcpy(chunk->data + at, data, len);
+    return 0;
+}
+
+static int chunk_zero(struct s3m_chunk *chunk, size_t at, size_t len)
+{
+    if (chunk->slot != NO_SLOT)
+        return chunk_file_zero(chunk->slot, at, len);
+    memset(chunk->data + at, 0, len);
+    return 0;
+}
+
+/* A full chunk in the chunk file (all zeros: a slot is punched before it is
+ * handed out), or NULL when the file is not running or full. */
+static struct s3m_chunk *chunk_new_in_file(void)
+{
+    uint32_t slot;
+    if (!chunk_file_take(&slot))
+        return NULL;
+    struct s3m_chunk *chunk = s3m_malloc(sizeof(*chunk));
+    if (!chunk) {
+        chunk_file_give(slot, 1);
+        return NULL;
+    }
+    chunk->slot = slot;
+    return chunk;
 }
 
 /* New chunk whose bytes [keep_from, keep_to) are left for the caller to
@@ -66,20 +106,21 @@ size_t chunk_alloc_size(uint32_t capacity)
 static struct s3m_chunk *chunk_new_partial(uint32_t capacity, size_t keep_from,
                                            size_t keep_to)
 {
-    /* a full chunk comes faulted in from the pool when it has one */
-    struct s3m_chunk *chunk = capacity == S3M_CHUNK_SIZE ? chunk_pool_take() : NULL;
-    if (!chunk)
-        chunk = s3m_malloc(chunk_alloc_size(capacity));
-    if (!chunk)
-        return NULL;
+    struct s3m_chunk *chunk = capacity == S3M_CHUNK_SIZE ? chunk_new_in_file() : NULL;
+    if (!chunk) {
+        chunk = s3m_malloc(sizeof(*chunk) + capacity);
+        if (!chunk)
+            return NULL;
+        chunk->slot = NO_SLOT;
+        if (keep_to > capacity)
+            keep_to = capacity;
+        if (keep_from > keep_to)
+            keep_from = keep_to;
+        memset(chunk->data, 0, keep_from);
+        memset(chunk->data + keep_to, 0, capacity - keep_to);
+    }
     atomic_init(&chunk->refcount, 1);
     chunk->capacity = capacity;
-    if (keep_to > capacity)
-        keep_to = capacity;
-    if (keep_from > keep_to)
-        keep_from = keep_to;
-    memset(chunk->data, 0, keep_from);
-    memset(chunk->data + keep_to, 0, capacity - keep_to);
     atomic_fetch_add_explicit(&memory_used, capacity, memory_order_relaxed);
     return chunk;
 }
@@ -89,12 +130,50 @@ static struct s3m_chunk *chunk_new(uint32_t capacity)
     return chunk_new_partial(capacity, 0, 0);
 }
 
-static void chunk_unref(struct s3m_chunk *chunk)
+/* Consecutive chunk-file slots freed together, given back in one call (a
+ * big file's chunks mostly sit in consecutive slots). */
+struct slot_run {
+    uint32_t first;
+    uint32_t count;
+};
+
+static void run_flush(struct slot_run *run)
+{
+    if (run->count)
+        chunk_file_give(run->first, run->count);
+    run->count = 0;
+}
+
+/* Drops a reference; the slot of a chunk freed here joins run. */
+static void chunk_release(struct s3m_chunk *chunk, struct slot_run *run)
 {
     if (atomic_fetch_sub_explicit(&chunk->refcount, 1, memory_order_acq_rel) != 1)
         return;
     atomic_fetch_sub_explicit(&memory_used, chunk->capacity, memory_order_relaxed);
+    if (chunk->slot != NO_SLOT) {
+        if (run->count == 0 || chunk->slot != run->first + run->count) {
+            run_flush(run);
+            run->first = chunk->slot;
+        }
+        run->count++;
+    }
     free(chunk);
+}
+
+static void chunk_unref(struct s3m_chunk *chunk)
+{
+    struct slot_run run = {0, 0};
+    chunk_release(chunk, &run);
+    run_flush(&run);
+}
+
+/* Drops the references of slots [from, to) of a body. */
+static void slots_release(struct chunk_slot *slots, size_t from, size_t to)
+{
+    struct slot_run run = {0, 0};
+    for (size_t i = from; i < to; i++)
+        chunk_release(slots[i].chunk, &run);
+    run_flush(&run);
 }
 
 static uint32_t capacity_for(size_t needed)
@@ -117,7 +196,11 @@ static int chunk_make_writable(struct s3m_chunk **chunkp, size_t needed)
     struct s3m_chunk *copy = chunk_new(capacity);
     if (!copy)
         return -ENOMEM;
-    memcpy(copy->data, old->data, old->capacity);
+    int rc = chunk_store(copy, 0, chunk_data(old), old->capacity);
+    if (rc) {
+        chunk_unref(copy);
+        return rc;
+    }
     chunk_unref(old);
     *chunkp = copy;
     return 0;
@@ -147,8 +230,7 @@ void s3m_body_unref(struct s3m_body *body)
     if (!body || atomic_fetch_sub_explicit(&body->refcount, 1,
                                            memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < body->count; i++)
-        chunk_unref(body->slots[i].chunk);
+    slots_release(body->slots, 0, body->count);
     free(body->slots);
     free(body);
 }
@@ -199,7 +281,7 @@ static size_t body_walk(const struct s3m_body *body, uint64_t offset,
         if (slot < body->count && body->slots[slot].index == index) {
             const struct s3m_chunk *chunk = body->slots[slot].chunk;
             if (within < chunk->capacity) {
-                data = chunk->data + within;
+                data = chunk_data(chunk) + within;
                 if (piece > chunk->capacity - within)
                     piece = chunk->capacity - within;
             }
@@ -502,14 +584,16 @@ int body_write(struct s3m_body **slot, uint64_t offset, const void *data,
         return body_finish(slot, body, rc);
     const unsigned char *source = data;
     size_t pos = slot_search(body, offset / S3M_CHUNK_SIZE);
-    for (size_t done = 0; done < len; pos++) {
+    for (size_t done = 0; done < len && rc == 0; pos++) {
         size_t within = (size_t)((offset + done) % S3M_CHUNK_SIZE);
         size_t piece = S3M_CHUNK_SIZE - within;
         if (piece > len - done)
             piece = len - done;
-        memcpy(body->slots[pos].chunk->data + within, source + done, piece);
+        rc = chunk_store(body->slots[pos].chunk, within, source + done, piece);
         done += piece;
     }
+    if (rc)
+        return body_finish(slot, body, rc);
     if (offset + len > body->size)
         body->size = offset + len;
     return body_finish(slot, body, 0);
@@ -528,11 +612,12 @@ static int body_cut(struct s3m_body *body, uint64_t size)
             return rc;
         struct s3m_chunk *chunk = body->slots[pos].chunk;
         if (within < chunk->capacity)
-            memset(chunk->data + within, 0, chunk->capacity - within);
+            rc = chunk_zero(chunk, within, chunk->capacity - within);
+        if (rc)
+            return rc;
         pos++;
     }
-    for (size_t i = pos; i < body->count; i++)
-        chunk_unref(body->slots[i].chunk);
+    slots_release(body->slots, pos, body->count);
     body->count = pos;
     return 0;
 }

@@ -163,13 +163,19 @@ void reaper_release(struct s3m_object *first, struct s3m_object **buckets);
  * anything. */
 bool reaper_drain(void);
 
-/* ---- chunk_pool.c */
-/* Bytes of one allocation of a chunk of this capacity (body.c). */
-size_t chunk_alloc_size(uint32_t capacity);
-/* An allocation of chunk_alloc_size(S3M_CHUNK_SIZE) bytes with its pages
- * faulted in (new: free() frees it), or NULL when the pool has none or is
- * not running; asks the pool thread to refill. */
-void *chunk_pool_take(void);
+/* ---- chunk_file.c: full chunks in a memory file */
+/* A zeroed slot of S3M_CHUNK_SIZE bytes; false when the file is not running
+ * or full. The taker gives it back with chunk_file_give. */
+bool chunk_file_take(uint32_t *slot);
+/* Gives back slots [first, first + count), dropping their bytes (their
+ * memory returns to the system). */
+void chunk_file_give(uint32_t first, uint32_t count);
+/* The slot's bytes, read-only, valid until it is given back. */
+const unsigned char *chunk_file_data(uint32_t slot);
+/* Writes bytes into a slot at `at` / zeroes a range of it. 0 or -errno
+ * (-ENOSPC when the system has no memory for them). */
+int chunk_file_write(uint32_t slot, size_t at, const void *data, size_t len);
+int chunk_file_zero(uint32_t slot, size_t at, size_t len);
 
 /* ---- store.c helpers shared with list.c and object.c */
 #define STORE_CHANGED(store) \

@@ -485,30 +485,57 @@ out:
     s3m_store_free(store);
 }
 
-/* With the chunk pool running, full chunks come from its thread, faulted
- * in and holding old bytes: random writes, holes and truncates must still
- * read back exactly, and stopping the pool frees what it holds (ASan). */
-static void test_chunk_pool(void)
+/* With the chunk file running, full chunks live in its slots: random
+ * writes, holes and truncates still read back exactly, a snapshot's chunks
+ * are copied before a write changes them, and a slot handed out again after
+ * a delete reads as zeros where nothing was written. */
+static void test_chunk_file(void)
 {
-    CHECK_INT(s3m_body_pool_start(), 0);
-    CHECK_INT(s3m_body_pool_start(), 0);      /* already running: nothing */
+    CHECK_INT(s3m_body_file_start(), 0);
+    CHECK_INT(s3m_body_file_start(), 0);      /* already running: nothing */
     for (int round = 0; round < 3; round++)
         test_etag_random_writes();
 
     struct s3m_store *store = store_plain();
     unsigned char *data = pattern_new(8 * MIB, 11);
+    unsigned char *changed = pattern_new(8 * MIB, 12);
     int rc;
     CHECK_INT(s3m_store_put(store, "big", NULL, 0, NULL, 0), 0);
     struct s3m_object *obj = s3m_store_open(store, "big", &rc);
     for (size_t at = 0; obj && at < 8 * MIB; at += MIB)
         CHECK_INT(s3m_object_write(store, obj, at, data + at, MIB), 0);
     CHECK(key_holds(store, "big", data, 8 * MIB));
+
+    struct s3m_store *snapshot = s3m_store_snapshot(store);
+    CHECK(snapshot != NULL);
+    memcpy(changed, data, 8 * MIB);
+    memcpy(changed + 100, "changed", 7);
+    CHECK_INT(s3m_object_write(store, obj, 100, "changed", 7), 0);
+    CHECK(key_holds(store, "big", changed, 8 * MIB));
+    CHECK(snapshot && key_holds(snapshot, "big", data, 8 * MIB));
+
+    CHECK_INT(s3m_object_truncate(store, obj, 1000), 0);   /* cuts a full chunk */
+    CHECK_INT(s3m_object_truncate(store, obj, 3000), 0);
+    memset(changed + 1000, 0, 2000);
+    CHECK(key_holds(store, "big", changed, 3000));
+    s3m_object_unref(obj);
+    s3m_store_free(snapshot);
+    CHECK_INT(s3m_store_delete(store, "big"), 0);
+
+    /* the freed slots come back: one byte at a full chunk's end */
+    CHECK_INT(s3m_store_put(store, "again", NULL, 0, NULL, 0), 0);
+    obj = s3m_store_open(store, "again", &rc);
+    CHECK(obj && s3m_object_write(store, obj, S3M_CHUNK_SIZE - 1, "x", 1) == 0);
+    memset(changed, 0, S3M_CHUNK_SIZE);
+    changed[S3M_CHUNK_SIZE - 1] = 'x';
+    CHECK(key_holds(store, "again", changed, S3M_CHUNK_SIZE));
     s3m_object_unref(obj);
     s3m_store_free(store);
     free(data);
-    s3m_body_pool_stop();
-    s3m_body_pool_stop();                     /* stopped already: nothing */
+    free(changed);
     CHECK_INT(s3m_body_memory_used(), 0);
+    s3m_body_file_stop();
+    s3m_body_file_stop();                     /* stopped already: nothing */
 }
 
 /* With the reaper running, what a swap or restore replaced is freed on its
@@ -2720,7 +2747,7 @@ int main(void)
     RUN(test_restore_reports_changes);
     RUN(test_keys);
     RUN(test_etag_random_writes);
-    RUN(test_chunk_pool);
+    RUN(test_chunk_file);
     RUN(test_reaper);
     RUN(test_sparse_and_truncate);
     RUN(test_copy_on_write);
