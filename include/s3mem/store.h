@@ -376,6 +376,24 @@ struct s3m_body *s3m_object_body(struct s3m_store *store,
  * cached etag. */
 int s3m_object_write(struct s3m_store *store, struct s3m_object *obj,
                      uint64_t offset, const void *data, size_t len);
+/* The same write in two steps, so that its caller can answer in between:
+ * begin checks the limits and makes room for the bytes (the object's new
+ * size and times are set) and, on success only, returns with the store's
+ * write lock held, so no one sees the object until end has copied the
+ * bytes and released it. The hold keeps its own reference to the object
+ * (the caller's handle may be closed once it answered) but not to the
+ * store. Between the two the caller must not call into this store. End fails only when the system has no memory for a page of
+ * the chunk file: then the bytes it could not copy read as zeros. */
+struct s3m_write_hold {
+    struct s3m_store *store;
+    struct s3m_object *obj;
+    uint64_t offset;
+    size_t len;
+};
+int s3m_object_write_begin(struct s3m_store *store, struct s3m_object *obj,
+                           uint64_t offset, size_t len,
+                           struct s3m_write_hold *hold);
+int s3m_object_write_end(struct s3m_write_hold *hold, const void *data);
 int s3m_object_truncate(struct s3m_store *store, struct s3m_object *obj,
                         uint64_t size);
 

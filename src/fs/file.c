@@ -14,6 +14,7 @@
 #include "fs_internal.h"
 
 #define READ_IOV_MAX 64
+#define WRITE_ANSWER_FIRST_MIN (64 * 1024)  /* bytes; see fs_op_write */
 
 static struct fs_file *file_of(const struct fuse_file_info *fi)
 {
@@ -400,8 +401,10 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
         fs_control_write(req, file, buf, size);
         return;
     }
+    struct s3m_write_hold hold;
     int rc = off < 0 ? -EINVAL
-                     : s3m_object_write(file->store, file->obj, (uint64_t)off, buf, size);
+                     : s3m_object_write_begin(file->store, file->obj, (uint64_t)off,
+                                              size, &hold);
     if (rc) {
         char what[32];
         snprintf(what, sizeof(what), "inode %lu", (unsigned long)ino);
@@ -409,9 +412,25 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
                        rc == -EFBIG ? "object over max_object_size"
                        : rc == -ENOSPC ? "store over max_memory" : NULL);
         fuse_reply_err(req, -rc);
-    } else {
-        fuse_reply_write(req, size);
+        return;
     }
+    /* A big write is answered before its bytes are copied: the writer fills
+     * its next block while this one is copied, and no one sees the object
+     * before the copy is done (begin returned holding the store's lock). A
+     * small one is copied first: its copy costs less than holding the lock
+     * over the answer. */
+    bool answer_first = size >= WRITE_ANSWER_FIRST_MIN;
+    if (answer_first)
+        fuse_reply_write(req, size);
+    rc = s3m_object_write_end(&hold, buf);
+    if (!answer_first && rc)
+        fuse_reply_err(req, -rc);
+    else if (!answer_first)
+        fuse_reply_write(req, size);
+    else if (rc)
+        s3m_log("write of %zu bytes at %lld to inode %lu lost after it was "
+                "answered: %s (they read as zeros)", size, (long long)off,
+                (unsigned long)ino, strerror(-rc));
 }
 
 /* Every write is already in the store, so close has nothing to flush.

@@ -571,8 +571,7 @@ static int body_prepare_range(struct s3m_body *body, uint64_t offset, size_t len
     return rc;
 }
 
-int body_write(struct s3m_body **slot, uint64_t offset, const void *data,
-               size_t len)
+int body_write_begin(struct s3m_body **slot, uint64_t offset, size_t len)
 {
     if (len == 0)
         return 0;
@@ -580,23 +579,37 @@ int body_write(struct s3m_body **slot, uint64_t offset, const void *data,
     if (!body)
         return -ENOMEM;
     int rc = body_prepare_range(body, offset, len);
-    if (rc)
-        return body_finish(slot, body, rc);
+    if (rc == 0 && offset + len > body->size)
+        body->size = offset + len;
+    return body_finish(slot, body, rc);
+}
+
+int body_write_fill(struct s3m_body *body, uint64_t offset, const void *data,
+                    size_t len)
+{
     const unsigned char *source = data;
-    size_t pos = slot_search(body, offset / S3M_CHUNK_SIZE);
-    for (size_t done = 0; done < len && rc == 0; pos++) {
+    size_t pos = len ? slot_search(body, offset / S3M_CHUNK_SIZE) : 0;
+    int rc = 0;
+    for (size_t done = 0; done < len; pos++) {
         size_t within = (size_t)((offset + done) % S3M_CHUNK_SIZE);
         size_t piece = S3M_CHUNK_SIZE - within;
         if (piece > len - done)
             piece = len - done;
-        rc = chunk_store(body->slots[pos].chunk, within, source + done, piece);
+        struct s3m_chunk *chunk = body->slots[pos].chunk;
+        if (rc == 0)
+            rc = chunk_store(chunk, within, source + done, piece);
+        if (rc)                    /* what was not copied reads as zeros */
+            chunk_zero(chunk, within, piece);
         done += piece;
     }
-    if (rc)
-        return body_finish(slot, body, rc);
-    if (offset + len > body->size)
-        body->size = offset + len;
-    return body_finish(slot, body, 0);
+    return rc;
+}
+
+int body_write(struct s3m_body **slot, uint64_t offset, const void *data,
+               size_t len)
+{
+    int rc = body_write_begin(slot, offset, len);
+    return rc || len == 0 ? rc : body_write_fill(*slot, offset, data, len);
 }
 
 /* Drops the chunks past size and zeroes the tail of a chunk cut in the

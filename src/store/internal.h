@@ -131,7 +131,16 @@ void object_fill_info(const struct s3m_object *obj,
 /* ---- body.c: in-place changes; the caller holds the owning store's write
  * lock and passes the object's body slot. Each either succeeds or leaves
  * the body's contents unchanged (it may have replaced a shared body by an
- * equal private copy). */
+ * equal private copy), but for body_write_fill. */
+/* A write in two steps under one hold of the lock: begin makes every chunk
+ * of the range exist, private and large enough, and sets the new size (the
+ * range's bytes are undefined until filled); fill copies the bytes. Fill
+ * fails only when a chunk-file page cannot be had (the system is out of
+ * memory): then -errno, and what it did not copy reads as zeros. */
+int body_write_begin(struct s3m_body **slot, uint64_t offset, size_t len);
+int body_write_fill(struct s3m_body *body, uint64_t offset, const void *data,
+                    size_t len);
+/* Both steps at once. */
 int body_write(struct s3m_body **slot, uint64_t offset, const void *data,
                size_t len);
 int body_truncate(struct s3m_body **slot, uint64_t size);

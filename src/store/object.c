@@ -53,27 +53,27 @@ struct s3m_body *s3m_object_body(struct s3m_store *store, struct s3m_object *obj
 }
 
 /* Runs a body change under the write lock, keeping total_size and the times
- * right. change(slot, a, b, data) returns 0 or -errno. */
+ * right: a truncate to `offset`, or the first step of a write of len bytes
+ * there (body_write_begin), after which the lock stays held on success. */
 static int change_body(struct s3m_store *store, struct s3m_object *obj,
-                       uint64_t new_size_hint, bool write, uint64_t offset,
-                       const void *data, size_t len)
+                       bool write, uint64_t offset, size_t len)
 {
     const struct s3m_store_config *config = &store->config;
-    if (config->enforce_limits && new_size_hint > config->max_object_size)
+    uint64_t end = write ? offset + len : offset;
+    if (config->enforce_limits && end > config->max_object_size)
         return -EFBIG;
     store_write_lock(store);
     uint64_t before = s3m_body_size(obj->body);
     /* max_memory is checked against the bytes a write adds past the end;
      * overwrites and truncates may go on when the store is full */
-    uint64_t end = write ? offset + len : 0;
-    uint64_t growth = end > before ? end - before : 0;
+    uint64_t growth = write && end > before ? end - before : 0;
     if (growth > len)
         growth = len; /* a hole costs nothing */
     int rc = 0;
     if (memory_over(config, growth))
         rc = -ENOSPC;
     else if (write)
-        rc = body_write(&obj->body, offset, data, len);
+        rc = body_write_begin(&obj->body, offset, len);
     else
         rc = body_truncate(&obj->body, offset);
     if (rc == 0) {
@@ -82,25 +82,49 @@ static int change_body(struct s3m_store *store, struct s3m_object *obj,
         obj->mtime_ns = obj->ctime_ns = s3m_time_now_ns();
         STORE_CHANGED(store);
     }
-    store_unlock(store);
+    if (rc || !write)
+        store_unlock(store);
     atomic_fetch_add_explicit(&store->writes, 1, memory_order_relaxed);
+    return rc;
+}
+
+int s3m_object_write_begin(struct s3m_store *store, struct s3m_object *obj,
+                           uint64_t offset, size_t len,
+                           struct s3m_write_hold *hold)
+{
+    *hold = (struct s3m_write_hold){store, obj, offset, len};
+    if (offset + len < offset)
+        return -EFBIG;
+    int rc = 0;
+    if (len == 0)
+        store_write_lock(store);   /* nothing changes; end unlocks */
+    else
+        rc = change_body(store, obj, true, offset, len);
+    if (rc == 0)
+        s3m_object_ref(obj);       /* the caller's may go once it answers */
+    return rc;
+}
+
+int s3m_object_write_end(struct s3m_write_hold *hold, const void *data)
+{
+    int rc = body_write_fill(hold->obj->body, hold->offset, data, hold->len);
+    store_unlock(hold->store);
+    s3m_object_unref(hold->obj);
     return rc;
 }
 
 int s3m_object_write(struct s3m_store *store, struct s3m_object *obj,
                      uint64_t offset, const void *data, size_t len)
 {
-    if (len == 0)
-        return 0;
-    if (offset + len < offset)
-        return -EFBIG;
-    return change_body(store, obj, offset + len, true, offset, data, len);
+    struct s3m_write_hold hold;
+    int rc = s3m_object_write_begin(store, obj, offset, len, &hold);
+    return rc ? rc : s3m_object_write_end(&hold, data);
 }
 
 int s3m_object_truncate(struct s3m_store *store, struct s3m_object *obj,
                         uint64_t size)
 {
-    return change_body(store, obj, size, false, size, NULL, 0);
+    return change_body(store, obj, false, size, 0);
 }
 
 int s3m_object_set_attrs(struct s3m_store *store, struct s3m_object *obj,

@@ -538,6 +538,36 @@ static void test_chunk_file(void)
     s3m_body_file_stop();                     /* stopped already: nothing */
 }
 
+/* A write in two steps (the FUSE layer answers in between): the bytes are
+ * there after end; a zero-length write changes nothing; a refused begin
+ * returns without the lock (the calls after it would hang otherwise). */
+static void test_write_in_two_steps(void)
+{
+    struct s3m_store_config config = {.enforce_limits = true,
+                                      .max_object_size = 100 * KIB};
+    struct s3m_store *store = store_with(&config);
+    struct s3m_write_hold hold;
+    int rc;
+    CHECK_INT(s3m_store_put(store, "obj", "0123456789", 10, NULL, 0), 0);
+    struct s3m_object *obj = s3m_store_open(store, "obj", &rc);
+    CHECK(obj != NULL);
+    if (!obj)
+        goto out;
+    CHECK_INT(s3m_object_write_begin(store, obj, 8, 5, &hold), 0);
+    CHECK_INT(s3m_object_write_end(&hold, "hello"), 0);
+    CHECK(key_holds(store, "obj", "01234567hello", 13));
+    CHECK_INT(s3m_object_write_begin(store, obj, 50, 0, &hold), 0);
+    CHECK_INT(s3m_object_write_end(&hold, ""), 0);
+    CHECK(key_holds(store, "obj", "01234567hello", 13));
+    CHECK_INT(s3m_object_write_begin(store, obj, 100 * KIB, 1, &hold), -EFBIG);
+    CHECK_INT(s3m_object_write_begin(store, obj, UINT64_MAX, 2, &hold), -EFBIG);
+    CHECK_INT(s3m_store_put(store, "after", "x", 1, NULL, 0), 0);
+    CHECK(key_holds(store, "obj", "01234567hello", 13));
+    s3m_object_unref(obj);
+out:
+    s3m_store_free(store);
+}
+
 /* With the reaper running, what a swap or restore replaced is freed on its
  * thread; nothing that only waits to be freed shows in stats or counts
  * against max_memory, and stopping frees what is left. */
@@ -2748,6 +2778,7 @@ int main(void)
     RUN(test_keys);
     RUN(test_etag_random_writes);
     RUN(test_chunk_file);
+    RUN(test_write_in_two_steps);
     RUN(test_reaper);
     RUN(test_sparse_and_truncate);
     RUN(test_copy_on_write);
