@@ -172,6 +172,20 @@ teardown() {
   succeeds cmp "$T/big" "$T/back"
 }
 
+@test "a big file read back past the page cache comes from the store; rm gives its memory back" {
+  dd if=/dev/urandom of="$T/big" bs=1M count=32 status=none
+  # 1 MiB writes: each is answered before its bytes are copied
+  succeeds dd if="$T/big" of="$MNT/big" bs=1M status=none
+  expect_equal $((32 * 1024 * 1024)) "$(jq .memoryUsed "$MNT/.s3mem/stats")" memoryUsed
+  succeeds dd if="$MNT/big" iflag=nocache count=0 status=none
+  expect_equal 0 "$(fincore --noheadings --output PAGES "$MNT/big" | tr -d ' ')" "cached pages"
+  succeeds cmp "$T/big" "$MNT/big"
+  expect_equal 32768 "$(awk '/^RssShmem:/ {print $2}' "/proc/$S3MEM_PID/status")" "daemon's RssShmem (kB)"
+  rm "$MNT/big"
+  expect_equal 0 "$(jq .memoryUsed "$MNT/.s3mem/stats")" "memoryUsed after rm"
+  expect_equal 0 "$(awk '/^RssShmem:/ {print $2}' "/proc/$S3MEM_PID/status")" "daemon's RssShmem after rm (kB)"
+}
+
 @test "names with spaces and non-ASCII letters work for files and directories" {
   mkdir "$MNT/dír with späce"
   echo hi >"$MNT/dír with späce/héllo wörld.txt"
