@@ -19,7 +19,9 @@
  * key_bytes, and every non-atomic field of the store's objects (key, body,
  * meta, times, mode, owner, attached). Refcounts are atomic. Nothing is
  * called out of the store with the lock held, except s3m_store_foreach's
- * visitor (documented). Lock order for callers: a caller's own locks (the
+ * visitor (documented), and s3m_object_write_begin returns holding it
+ * until its caller's s3m_object_write_end (the FUSE layer answers the
+ * write in between). Lock order for callers: a caller's own locks (the
  * FUSE node table) may be held while calling in; the store lock is always
  * the innermost.
  */
