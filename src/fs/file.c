@@ -392,6 +392,16 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     s3m_body_unref(body);
 }
 
+/* Answers a write the store refused, and logs why. */
+static void write_refused(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t ino,
+                          int rc, const char *why)
+{
+    char what[32];
+    snprintf(what, sizeof(what), "inode %lu", (unsigned long)ino);
+    fs_log_refusal(fs, "write", what, rc, why);
+    fuse_reply_err(req, -rc);
+}
+
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
                  off_t off, struct fuse_file_info *fi)
 {
@@ -406,12 +416,9 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
                      : s3m_object_write_begin(file->store, file->obj, (uint64_t)off,
                                               size, &hold);
     if (rc) {
-        char what[32];
-        snprintf(what, sizeof(what), "inode %lu", (unsigned long)ino);
-        fs_log_refusal(fs, "write", what, rc,
-                       rc == -EFBIG ? "object over max_object_size"
-                       : rc == -ENOSPC ? "store over max_memory" : NULL);
-        fuse_reply_err(req, -rc);
+        write_refused(fs, req, ino, rc,
+                      rc == -EFBIG ? "object over max_object_size"
+                      : rc == -ENOSPC ? "store over max_memory" : NULL);
         return;
     }
     /* A big write is answered before its bytes are copied: the writer fills
@@ -419,15 +426,17 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
      * before the copy is done (begin returned holding the store's lock). A
      * small one is copied first: its copy costs less than holding the lock
      * over the answer. */
-    bool answer_first = size >= WRITE_ANSWER_FIRST_MIN;
-    if (answer_first)
-        fuse_reply_write(req, size);
+    if (size < WRITE_ANSWER_FIRST_MIN) {
+        rc = s3m_object_write_end(&hold, buf);
+        if (rc)
+            write_refused(fs, req, ino, rc, "no memory for the chunk file");
+        else
+            fuse_reply_write(req, size);
+        return;
+    }
+    fuse_reply_write(req, size);
     rc = s3m_object_write_end(&hold, buf);
-    if (!answer_first && rc)
-        fuse_reply_err(req, -rc);
-    else if (!answer_first)
-        fuse_reply_write(req, size);
-    else if (rc)
+    if (rc)
         s3m_log("write of %zu bytes at %lld to inode %lu lost after it was "
                 "answered: %s (they read as zeros)", size, (long long)off,
                 (unsigned long)ino, strerror(-rc));

@@ -30,9 +30,9 @@
 struct s3m_chunk {
     atomic_uint refcount;
     uint32_t capacity;             /* bytes it holds; the rest reads as zero */
-    uint32_t slot;                 /* its slot in the chunk file (full chunks,
-                                      chunk_file.c), or NO_SLOT: data holds
-                                      the bytes */
+    uint32_t file_slot;            /* its slot in the chunk file (full
+                                      chunks, chunk_file.c), or NO_SLOT:
+                                      data holds the bytes */
     unsigned char data[];          /* empty for a chunk in the file */
 };
 
@@ -63,7 +63,7 @@ uint64_t s3m_body_memory_used(void)
 
 static const unsigned char *chunk_data(const struct s3m_chunk *chunk)
 {
-    return chunk->slot == NO_SLOT ? chunk->data : chunk_file_data(chunk->slot);
+    return chunk->file_slot == NO_SLOT ? chunk->data : chunk_file_data(chunk->file_slot);
 }
 
 /* Copies len bytes into the chunk at `at`. 0, or -errno when the chunk file
@@ -71,16 +71,16 @@ static const unsigned char *chunk_data(const struct s3m_chunk *chunk)
 static int chunk_store(struct s3m_chunk *chunk, size_t at, const void *data,
                        size_t len)
 {
-    if (chunk->slot != NO_SLOT)
-        return chunk_file_write(chunk->slot, at, data, len);
+    if (chunk->file_slot != NO_SLOT)
+        return chunk_file_write(chunk->file_slot, at, data, len);
     memcpy(chunk->data + at, data, len);
     return 0;
 }
 
 static int chunk_zero(struct s3m_chunk *chunk, size_t at, size_t len)
 {
-    if (chunk->slot != NO_SLOT)
-        return chunk_file_zero(chunk->slot, at, len);
+    if (chunk->file_slot != NO_SLOT)
+        return chunk_file_zero(chunk->file_slot, at, len);
     memset(chunk->data + at, 0, len);
     return 0;
 }
@@ -97,7 +97,7 @@ static struct s3m_chunk *chunk_new_in_file(void)
         chunk_file_give(slot, 1);
         return NULL;
     }
-    chunk->slot = slot;
+    chunk->file_slot = slot;
     return chunk;
 }
 
@@ -111,7 +111,7 @@ static struct s3m_chunk *chunk_new_partial(uint32_t capacity, size_t keep_from,
         chunk = s3m_malloc(sizeof(*chunk) + capacity);
         if (!chunk)
             return NULL;
-        chunk->slot = NO_SLOT;
+        chunk->file_slot = NO_SLOT;
         if (keep_to > capacity)
             keep_to = capacity;
         if (keep_from > keep_to)
@@ -150,10 +150,10 @@ static void chunk_release(struct s3m_chunk *chunk, struct slot_run *run)
     if (atomic_fetch_sub_explicit(&chunk->refcount, 1, memory_order_acq_rel) != 1)
         return;
     atomic_fetch_sub_explicit(&memory_used, chunk->capacity, memory_order_relaxed);
-    if (chunk->slot != NO_SLOT) {
-        if (run->count == 0 || chunk->slot != run->first + run->count) {
+    if (chunk->file_slot != NO_SLOT) {
+        if (run->count == 0 || chunk->file_slot != run->first + run->count) {
             run_flush(run);
-            run->first = chunk->slot;
+            run->first = chunk->file_slot;
         }
         run->count++;
     }
