@@ -216,7 +216,7 @@ static int load_persisted(const struct options *opts, struct s3m_store *store)
         fprintf(stderr, "s3mem: cannot load persist file: %s\n", err.message);
         return 1;
     }
-    s3m_store_swap_in(store, loaded, NULL, NULL);
+    s3m_store_swap_in(store, loaded, S3M_KEEP_SAME_TO_MS, NULL, NULL);
     s3m_store_free(loaded);
     s3m_log("loaded %zu objects from '%s'", report.objects, opts->persist);
     return 0;

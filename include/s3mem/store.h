@@ -319,16 +319,27 @@ struct s3m_store *s3m_store_snapshot(struct s3m_store *store);
  * them, found in the same pass; nothing on failure. */
 int s3m_store_restore(struct s3m_store *store, struct s3m_store *source,
                       s3m_store_diff_fn changed, void *ctx);
+/* Which objects of source a swap leaves as the store had them. */
+enum s3m_swap_keep {
+    /* same bytes, metadata, mode, owner, and mtime to the millisecond, as
+     * save files keep it: reloading a file changes only what differs */
+    S3M_KEEP_SAME_TO_MS,
+    /* same bytes, metadata, mode and owner, any mtime: for backups, which
+     * carry no times (an import that changes nothing about an object leaves
+     * it, and the kernel's caches of it, as they were) */
+    S3M_KEEP_SAME_BYTES,
+};
+
 /* Makes store's contents those of source (the objects move without
  * copying; store's old objects are released). Afterwards source may only be
  * freed. Used to swap in a fully loaded store. An object of source that is
- * identical to the store's object of the same key (same bytes, metadata,
- * mode, owner, and mtime to the millisecond, as save files keep it) leaves
- * that object as it was, nanoseconds and ctime included: reloading a file
- * changes only what differs. changed (may be NULL) hears each key the swap
- * changed, in the same pass: no copy of the store is needed to learn them. */
+ * identical to the store's object of the same key, as keep says, leaves
+ * that object as it was, times (nanoseconds, ctime) included. changed (may
+ * be NULL) hears each key the swap changed, in the same pass: no copy of
+ * the store is needed to learn them. */
 void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source,
-                       s3m_store_diff_fn changed, void *ctx);
+                       enum s3m_swap_keep keep, s3m_store_diff_fn changed,
+                       void *ctx);
 
 /* Calls fn for every key whose object differs between before and after, in
  * key order, with both read locks held. Cost: O(objects of both). */

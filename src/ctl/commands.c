@@ -251,7 +251,7 @@ static int run_load(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
         return rc;
     struct changed_keys changed;
     s3m_store_diff_fn collect = changed_start(ctl, &changed);
-    s3m_store_swap_in(ctl->store, loaded, collect, &changed);
+    s3m_store_swap_in(ctl->store, loaded, S3M_KEEP_SAME_TO_MS, collect, &changed);
     s3m_store_free(loaded);
     changed_notify(ctl, &changed);
     snprintf(r->message, sizeof(r->message), "loaded %zu objects from '%s'",

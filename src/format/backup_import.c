@@ -772,7 +772,8 @@ static int apply_cleared(struct import_state *state, struct s3m_store *store)
     if (rc == -ENOMEM)
         out_of_memory(state);
     if (rc == 0)
-        s3m_store_swap_in(store, fresh, state->changed, state->changed_ctx);
+        s3m_store_swap_in(store, fresh, S3M_KEEP_SAME_BYTES, state->changed,
+                          state->changed_ctx);
     else
         state->report.records = 0;
     s3m_store_free(fresh);

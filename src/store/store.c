@@ -763,13 +763,13 @@ struct s3m_store *s3m_store_snapshot(struct s3m_store *store)
     return copy;
 }
 
-/* True when b may stand for a: same bytes, metadata, mode and owner, and
- * the same mtime to mtime_unit nanoseconds. */
+/* True when b may stand for a as keep says (enum s3m_swap_keep). */
 static bool same_content(const struct s3m_object *a, const struct s3m_object *b,
-                         int64_t mtime_unit)
+                         enum s3m_swap_keep keep)
 {
+    const int64_t ms = 1000000;
     return a->mode == b->mode && a->uid == b->uid && a->gid == b->gid &&
-           a->mtime_ns / mtime_unit == b->mtime_ns / mtime_unit &&
+           (keep == S3M_KEEP_SAME_BYTES || a->mtime_ns / ms == b->mtime_ns / ms) &&
            meta_equal(a->meta, b->meta) && body_same_bytes(a->body, b->body);
 }
 
@@ -798,18 +798,19 @@ static void keep_identical(struct s3m_object *a, struct s3m_object *b)
 }
 
 /* Walks store and source (both write-locked) side by side in key order:
- * with mtime_unit, keeps identical objects as they were (keep_identical);
+ * with keep (NULL: none), keeps identical objects as they were
+ * (keep_identical);
  * with changed, reports each key the swap changes (only in one store, or
  * neither kept nor same_object) until it returns non-zero. */
 static void swap_walk(struct s3m_store *store, struct s3m_store *source,
-                      int64_t mtime_unit, s3m_store_diff_fn changed,
+                      const enum s3m_swap_keep *keep, s3m_store_diff_fn changed,
                       void *ctx)
 {
     struct s3m_object *a = store->head[0], *b = source->head[0];
 
-    while ((a || b) && (changed || (mtime_unit && a && b))) {
+    while ((a || b) && (changed || (keep && a && b))) {
         int c = !a ? 1 : !b ? -1 : strcmp(object_key(a), object_key(b));
-        bool kept = c == 0 && mtime_unit && same_content(a, b, mtime_unit);
+        bool kept = c == 0 && keep && same_content(a, b, *keep);
         if (kept)
             keep_identical(a, b);   /* b now holds what a held */
         if (changed && !kept && (c != 0 || !same_object(a, b)) &&
@@ -823,13 +824,14 @@ static void swap_walk(struct s3m_store *store, struct s3m_store *source,
 }
 
 static void swap_in(struct s3m_store *store, struct s3m_store *source,
-                    int64_t mtime_unit, s3m_store_diff_fn changed, void *ctx)
+                    const enum s3m_swap_keep *keep, s3m_store_diff_fn changed,
+                    void *ctx)
 {
     struct s3m_object **old_buckets;
     store_write_lock(store);
     store_write_lock(source);
-    if (mtime_unit || changed)
-        swap_walk(store, source, mtime_unit, changed, ctx);
+    if (keep || changed)
+        swap_walk(store, source, keep, changed, ctx);
     struct s3m_object *first = take_contents(store, &old_buckets);
     store->buckets = source->buckets;
     store->bucket_count = source->bucket_count;
@@ -851,10 +853,10 @@ static void swap_in(struct s3m_store *store, struct s3m_store *source,
 }
 
 void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source,
-                       s3m_store_diff_fn changed, void *ctx)
+                       enum s3m_swap_keep keep, s3m_store_diff_fn changed,
+                       void *ctx)
 {
-    /* save files keep milliseconds */
-    swap_in(store, source, 1000000, changed, ctx);
+    swap_in(store, source, &keep, changed, ctx);
 }
 
 int s3m_store_restore(struct s3m_store *store, struct s3m_store *source,
@@ -863,7 +865,7 @@ int s3m_store_restore(struct s3m_store *store, struct s3m_store *source,
     struct s3m_store *copy = s3m_store_snapshot(source);
     if (!copy)
         return -ENOMEM;
-    swap_in(store, copy, 0, changed, ctx); /* exactly the snapshot */
+    swap_in(store, copy, NULL, changed, ctx); /* exactly the snapshot */
     s3m_store_free(copy);
     return 0;
 }

@@ -667,6 +667,24 @@ expect_users_imported() {
     "$(jq -S '.objects | map_values(del(.lastModified))' "$T/second.json")" "round trip"
 }
 
+@test "import clear leaves an object the backup holds unchanged as it was, times included" {
+  ctl_mount -o timeout=30
+  ctl import "$FIXTURES/shop-backup-plain"
+  ctl export "$T/bk" compress=false
+  local kept="$MNT/resource=users/data/id=admin" changed="$MNT/resource=users/data/id=u1"
+  touch -d 2020-01-02T03:04:05Z "$kept" "$changed"
+  # both read once: the kernel caches their attributes and pages
+  cat "$kept" "$changed" >/dev/null
+  getfattr -d "$kept" "$changed" >/dev/null
+  sed -i 's/"zoe@test.com"/"zoe@example.org"/' "$T/bk/users.jsonl"
+  ctl import "$T/bk" clear
+  expect_equal "2020-01-02 03:04:05" "$(date -u -d @"$(stat -c %Y "$kept")" '+%F %T')" "kept mtime"
+  expect_equal "admin@test.com" "$(xattr_value "$kept" user.2)" "kept metadata"
+  expect_equal "zoe@example.org" "$(xattr_value "$changed" user.2)" "changed metadata"
+  # the changed record is a new object: the import's time
+  expect_equal "$(date -u +%Y)" "$(date -u -d @"$(stat -c %Y "$changed")" +%Y)" "changed mtime year"
+}
+
 # ---- bad input: an errno, a message, and the store as it was -------------------------
 
 # populate: the shop fixture and one file of our own; sets BEFORE.

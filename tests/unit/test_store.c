@@ -588,7 +588,7 @@ static void test_reaper(void)
             snprintf(key, sizeof(key), "r%d/k%04d", round, i);
             CHECK_INT(s3m_store_put(source, key, data, KIB, NULL, 0), 0);
         }
-        s3m_store_swap_in(store, source, NULL, NULL);
+        s3m_store_swap_in(store, source, S3M_KEEP_SAME_TO_MS, NULL, NULL);
         s3m_store_free(source);
         /* the old objects may still wait for the reaper: a put that fits
          * once they are freed goes in, and stats never show them (each
@@ -1970,7 +1970,7 @@ static void test_foreach_and_swap(void)
     CHECK_INT(s3m_store_put(source, "x", "xx", 2, NULL, 0), 0);
     CHECK_INT(s3m_store_put(source, "y/z", "yyy", 3, NULL, 0), 0);
     struct s3m_object *moved = s3m_store_open(source, "x", &rc);
-    s3m_store_swap_in(store, source, NULL, NULL);
+    s3m_store_swap_in(store, source, S3M_KEEP_SAME_TO_MS, NULL, NULL);
     s3m_store_free(source);
     CHECK(!s3m_object_attached(store, old));
     CHECK(s3m_object_attached(store, moved));
@@ -2741,7 +2741,7 @@ static void test_swap_in_keeps_identical(void)
     CHECK_INT(s3m_store_put(source, "dir/", "", 0, &in_file, 0), 0);
     CHECK_INT(s3m_store_put(source, "new", "n", 1, &in_file, 0), 0);
     struct seen_keys seen = {0};
-    s3m_store_swap_in(store, source, see_key, &seen);
+    s3m_store_swap_in(store, source, S3M_KEEP_SAME_TO_MS, see_key, &seen);
     s3m_store_free(source);
     /* the keys the swap changed, in order: kept ones are not among them */
     CHECK_STR(seen.text, "bytes gone meta new time ");
@@ -2766,6 +2766,40 @@ static void test_swap_in_keeps_identical(void)
     CHECK(list_is(store, NULL, 0, NULL,
                   "k:bytes\nk:dir/\nk:meta\nk:new\nk:same\nk:time\n"));
     s3m_object_info_release(&before);
+    s3m_meta_unref(meta);
+    s3m_store_free(store);
+}
+
+/* A backup carries no times: an import keeps an object whose bytes,
+ * metadata, mode and owner it would leave the same, whatever its mtime. */
+static void test_swap_in_keeps_same_bytes(void)
+{
+    struct s3m_store *store = store_plain(), *source = store_plain();
+    struct s3m_meta *meta = s3m_meta_with(NULL, "k", "v", 1);
+    struct s3m_put_attrs old = {.mtime_ns = INT64_C(1577934245000000000), .meta = meta};
+    struct s3m_put_attrs now = {.mtime_ns = INT64_C(1796000000000000000), .meta = meta};
+    struct s3m_put_attrs now_0600 = {.mtime_ns = now.mtime_ns, .meta = meta,
+                                     .mode = 0600};
+    struct s3m_object_info info = {0};
+
+    CHECK(meta != NULL);
+    CHECK_INT(s3m_store_put(store, "same", "abc", 3, &old, 0), 0);
+    CHECK_INT(s3m_store_put(store, "bytes", "abc", 3, &old, 0), 0);
+    CHECK_INT(s3m_store_put(store, "mode", "abc", 3, &old, 0), 0);
+    CHECK_INT(s3m_store_put(source, "same", "abc", 3, &now, 0), 0);
+    CHECK_INT(s3m_store_put(source, "bytes", "abd", 3, &now, 0), 0);
+    CHECK_INT(s3m_store_put(source, "mode", "abc", 3, &now_0600, 0), 0);
+    struct seen_keys seen = {0};
+    s3m_store_swap_in(store, source, S3M_KEEP_SAME_BYTES, see_key, &seen);
+    s3m_store_free(source);
+    CHECK_STR(seen.text, "bytes mode ");
+    CHECK_INT(s3m_store_head(store, "same", &info), 0);
+    CHECK_INT(info.mtime_ns, old.mtime_ns);
+    s3m_object_info_release(&info);
+    CHECK_INT(s3m_store_head(store, "bytes", &info), 0);
+    CHECK_INT(info.mtime_ns, now.mtime_ns);
+    s3m_object_info_release(&info);
+    CHECK(key_holds(store, "bytes", "abd", 3));
     s3m_meta_unref(meta);
     s3m_store_free(store);
 }
@@ -2796,6 +2830,7 @@ int main(void)
     RUN(test_open_objects);
     RUN(test_foreach_and_swap);
     RUN(test_swap_in_keeps_identical);
+    RUN(test_swap_in_keeps_same_bytes);
     RUN(test_count_prefixes);
     RUN(test_misc);
     RUN(test_threads);
