@@ -1,16 +1,22 @@
 /*
  * loop.h - the multithreaded request loop: a worker per CPU, each pinned to
- * its CPU and waiting in poll(), plus overflow workers while all are busy.
+ * its CPU and waiting in a blocking read of /dev/fuse, plus overflow
+ * workers while all are busy.
  *
- * Why not libfuse's loop: its workers wait in a blocking read of /dev/fuse,
- * and the kernel wakes exactly one of them, the one that has waited
- * longest, wherever it last ran. On a virtual machine whose idle CPUs halt,
- * waking a thread on the other CPU is the most expensive part of a request:
- * a round trip measured 9 us with the client and the worker on one CPU and
- * 68 us across CPUs (tests/bench, README "Performance"). poll() wakes every
- * waiting worker; the one pinned to the client's CPU runs as soon as the
- * client blocks, so it usually takes the request, and the others find the
- * device empty (EAGAIN) and wait again.
+ * The kernel wakes one waiting reader per request (the one that has waited
+ * longest). Until 2026-12-07 the workers waited in poll(), which wakes all
+ * of them, so that the one pinned to the client's CPU could take the
+ * request: on 2026-11-22 a round trip took 9 us on one CPU and 68 us across
+ * CPUs, and that won. On 2026-12-07 this machine's round trips were 14.7
+ * us on one CPU and 22.3 us across, and waking every worker for each
+ * request cost more than it gained (26-29 us per round trip with poll(),
+ * 19-22 us with blocking reads); three runs alternating the two loops
+ * (fsbench --scale 0.5 --threads 2 on fresh mounts) gave create
+ * 8,300-10,100/s against 7,400-7,800, stat 37,000-43,000 against
+ * 31,000-32,500, small reads 17,600-19,700 against 13,400-15,200, and the
+ * two-thread figures within the same spread. Pinned workers blocking in
+ * read() also beat unpinned ones in two alternating runs (stat
+ * 36,600-44,200/s against 32,500-34,800).
  *
  * Overflow: while no worker waits, the main thread checks every 10 ms
  * whether any of them took a request since the last check. When none did
@@ -23,7 +29,8 @@
  *
  * Stopping: the loop returns once the session has exited (fuse_session_exit
  * from the signal handlers, or the file system unmounted) and every worker
- * has finished the request it was handling.
+ * has finished the request it was handling; the main thread interrupts the
+ * workers' reads with a signal (loop.c) until they have all gone.
  */
 #ifndef S3MEM_LOOP_H
 #define S3MEM_LOOP_H
@@ -31,8 +38,8 @@
 #include "s3mem/fs.h"
 
 #define S3M_LOOP_DEFAULT_MAX_THREADS 10
-/* Above this many CPUs a request would wake too many pollers for the gain,
- * which was measured on 2: main.c then runs libfuse's loop. */
+/* Above this many CPUs main.c runs libfuse's loop: a pinned worker per
+ * CPU was measured on 2 CPUs only. */
 #define S3M_LOOP_CPUS_MAX 8
 
 struct s3m_loop_config {

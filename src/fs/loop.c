@@ -1,11 +1,13 @@
 /*
  * loop.c - the request loop described in s3mem/loop.h.
  *
- * The device descriptor is made nonblocking so that a worker woken by
- * poll() along with others, and beaten to the request, gets EAGAIN instead
- * of blocking in read(). Each worker owns its receive buffer. Signals
+ * Workers wait in a blocking read of the device, so the kernel wakes one
+ * of them per request. Each worker owns its receive buffer. Signals
  * (SIGINT, SIGTERM, SIGHUP) are blocked in the workers, so libfuse's
- * handlers run on the main thread, which waits in s3m_loop_run.
+ * handlers run on the main thread, which waits in s3m_loop_run; when the
+ * session ends it interrupts the workers' reads with WAKE_SIGNAL (a
+ * handler that does nothing, installed without SA_RESTART) until every
+ * worker has gone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +18,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,11 +25,12 @@
 #include "s3mem/util.h"
 
 #define STUCK_CHECK_MS 10
+#define WAKE_SIGNAL SIGRTMIN
+#define WAKE_REPEAT_MS 10
 
 struct loop {
     struct fuse_session *se;       /* borrowed */
-    int device;                    /* the session's descriptor, nonblocking */
-    int stop_fd;                   /* eventfd, readable once the loop stops */
+    int device;                    /* the session's descriptor */
     sem_t wake;                    /* wakes the main thread: the session
                                     * ended, or no worker is waiting */
     atomic_uint idle;              /* workers waiting for a request */
@@ -38,6 +40,10 @@ struct loop {
     pthread_mutex_t lock;          /* guards the fields below */
     pthread_cond_t none_left;      /* signalled when threads drops to 0 */
     unsigned threads;              /* guarded by lock: workers started */
+    unsigned listed;               /* guarded by lock: entries of running */
+    pthread_t *running;            /* guarded by lock: the ids of the workers
+                                    * that have started running (max_threads
+                                    * slots; owned, freed by s3m_loop_run) */
     int error;                     /* guarded by lock: first error, -errno */
 };
 
@@ -56,18 +62,11 @@ static void loop_fail(struct loop *loop, int rc)
     fuse_session_exit(loop->se);
 }
 
-/* 1 when the device may have a request, 0 when the loop stops. */
-static int wait_readable(struct loop *loop)
+/* WAKE_SIGNAL's handler: its only effect is that a read it interrupts
+ * returns EINTR. */
+static void on_wake_signal(int sig)
 {
-    struct pollfd fds[2] = {{.fd = loop->device, .events = POLLIN},
-                            {.fd = loop->stop_fd, .events = POLLIN}};
-    while (poll(fds, 2, -1) < 0) {
-        if (errno != EINTR) {
-            loop_fail(loop, -errno);
-            return 0;
-        }
-    }
-    return fds[1].revents ? 0 : 1;
+    (void)sig;
 }
 
 static void pin_to(int cpu)
@@ -81,10 +80,26 @@ static void pin_to(int cpu)
 
 static void start_worker(struct loop *loop, int cpu, bool overflow);
 
-/* A worker ended (or never started): the last one wakes s3m_loop_run. */
-static void worker_gone(struct loop *loop)
+/* Lists the calling worker, so that the main thread can interrupt its
+ * read when the loop stops. */
+static void worker_list(struct loop *loop)
 {
     pthread_mutex_lock(&loop->lock);
+    loop->running[loop->listed++] = pthread_self();
+    pthread_mutex_unlock(&loop->lock);
+}
+
+/* A worker ended (listed: the calling one) or never started: the last one
+ * wakes s3m_loop_run. */
+static void worker_gone(struct loop *loop, bool listed)
+{
+    pthread_mutex_lock(&loop->lock);
+    for (unsigned i = 0; listed && i < loop->listed; i++) {
+        if (pthread_equal(loop->running[i], pthread_self())) {
+            loop->running[i] = loop->running[--loop->listed];
+            break;
+        }
+    }
     if (--loop->threads == 0)
         pthread_cond_signal(&loop->none_left);
     pthread_mutex_unlock(&loop->lock);
@@ -98,10 +113,10 @@ static bool serve(struct loop *loop, bool overflow)
     struct fuse_buf buf = {0};
     bool ended = true;
     atomic_fetch_add(&loop->idle, 1);
-    while (!fuse_session_exited(loop->se) && wait_readable(loop)) {
+    while (!fuse_session_exited(loop->se)) {
         int res = fuse_session_receive_buf(loop->se, &buf);
-        if (res == -EAGAIN || res == -EINTR)
-            continue; /* another worker took it */
+        if (res == -EINTR)
+            continue; /* WAKE_SIGNAL: the loop may be stopping */
         if (res <= 0) { /* 0: unmounted or exiting */
             if (res < 0)
                 loop_fail(loop, res);
@@ -134,13 +149,17 @@ static void *worker_main(void *arg)
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    sigemptyset(&signals);
+    sigaddset(&signals, WAKE_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &signals, NULL);
+    worker_list(loop);
     if (worker->cpu >= 0)
         pin_to(worker->cpu);
     bool overflow = worker->overflow;
     free(worker);
     if (serve(loop, overflow))
         sem_post(&loop->wake);
-    worker_gone(loop);
+    worker_gone(loop, true);
     return NULL;
 }
 
@@ -168,7 +187,7 @@ static void start_worker(struct loop *loop, int cpu, bool overflow)
     }
     if (!started) {
         free(worker);
-        worker_gone(loop);
+        worker_gone(loop, false);
     }
 }
 
@@ -240,6 +259,33 @@ static void watch(struct loop *loop)
     }
 }
 
+/* Waits until every worker has gone, interrupting the reads they wait in
+ * every WAKE_REPEAT_MS: a worker that checked the session just before it
+ * ended, and the signal came before its read began, still waits. */
+static void stop_workers(struct loop *loop)
+{
+    pthread_mutex_lock(&loop->lock);
+    while (loop->threads > 0) {
+        for (unsigned i = 0; i < loop->listed; i++)
+            pthread_kill(loop->running[i], WAKE_SIGNAL);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += WAKE_REPEAT_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&loop->none_left, &loop->lock, &until);
+    }
+    pthread_mutex_unlock(&loop->lock);
+}
+
+/* WAKE_SIGNAL's handler for the loop's life; old gets the one before. */
+static int catch_wake_signal(struct sigaction *old)
+{
+    struct sigaction action = {.sa_handler = on_wake_signal}; /* no SA_RESTART */
+    sigemptyset(&action.sa_mask);
+    return sigaction(WAKE_SIGNAL, &action, old) == 0 ? 0 : -errno;
+}
+
 static int loop_init(struct loop *loop, struct fuse_session *se, unsigned max_threads)
 {
     if (max_threads == 0)
@@ -251,12 +297,12 @@ static int loop_init(struct loop *loop, struct fuse_session *se, unsigned max_th
     atomic_init(&loop->served, 0);
     atomic_init(&loop->watching, false);
     int flags = fcntl(loop->device, F_GETFL);
-    if (flags < 0 || fcntl(loop->device, F_SETFL, flags | O_NONBLOCK) != 0)
+    if (flags < 0 || fcntl(loop->device, F_SETFL, flags & ~O_NONBLOCK) != 0)
         return -errno;
     int rc = 0;
-    loop->stop_fd = eventfd(0, EFD_CLOEXEC);
-    if (loop->stop_fd < 0)
-        return -errno;
+    loop->running = s3m_calloc(loop->max_threads, sizeof(*loop->running));
+    if (!loop->running)
+        return -ENOMEM;
     if (sem_init(&loop->wake, 0, 0) != 0) {
         rc = -errno;
         goto no_sem;
@@ -269,33 +315,33 @@ static int loop_init(struct loop *loop, struct fuse_session *se, unsigned max_th
 no_mutex:
     sem_destroy(&loop->wake);
 no_sem:
-    close(loop->stop_fd);
+    free(loop->running);
     return rc;
 }
 
 int s3m_loop_run(struct fuse_session *se, const struct s3m_loop_config *config)
 {
     struct loop loop;
+    struct sigaction old_action;
     int rc = loop_init(&loop, se, config->max_threads);
     if (rc)
         return rc;
-    start_cpu_workers(&loop);
-    pthread_mutex_lock(&loop.lock);
-    bool started = loop.threads > 0;
-    pthread_mutex_unlock(&loop.lock);
-    if (started)
-        watch(&loop);
-    else
-        loop.error = -EAGAIN;
-    eventfd_write(loop.stop_fd, 1);
-    pthread_mutex_lock(&loop.lock);
-    while (loop.threads > 0)
-        pthread_cond_wait(&loop.none_left, &loop.lock);
-    rc = loop.error;
-    pthread_mutex_unlock(&loop.lock);
+    if ((rc = catch_wake_signal(&old_action)) == 0) {
+        start_cpu_workers(&loop);
+        pthread_mutex_lock(&loop.lock);
+        bool started = loop.threads > 0;
+        pthread_mutex_unlock(&loop.lock);
+        if (started)
+            watch(&loop);
+        else
+            loop.error = -EAGAIN;
+        stop_workers(&loop);
+        sigaction(WAKE_SIGNAL, &old_action, NULL);
+        rc = loop.error;
+    }
     pthread_cond_destroy(&loop.none_left);
     pthread_mutex_destroy(&loop.lock);
     sem_destroy(&loop.wake);
-    close(loop.stop_fd);
+    free(loop.running);
     return rc;
 }
