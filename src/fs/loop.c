@@ -28,6 +28,14 @@
 #define WAKE_SIGNAL SIGRTMIN
 #define WAKE_REPEAT_MS 10
 
+/* A running worker, for stop_workers. */
+struct listed_worker {
+    pthread_t id;
+    atomic_bool *reading;          /* the worker's own flag (on its stack,
+                                    * valid while listed): set while it may
+                                    * be waiting in read() */
+};
+
 struct loop {
     struct fuse_session *se;       /* borrowed */
     int device;                    /* the session's descriptor */
@@ -41,9 +49,9 @@ struct loop {
     pthread_cond_t none_left;      /* signalled when threads drops to 0 */
     unsigned threads;              /* guarded by lock: workers started */
     unsigned listed;               /* guarded by lock: entries of running */
-    pthread_t *running;            /* guarded by lock: the ids of the workers
-                                    * that have started running (max_threads
-                                    * slots; owned, freed by s3m_loop_run) */
+    struct listed_worker *running; /* guarded by lock: the workers that have
+                                    * started running (max_threads slots;
+                                    * owned, freed by s3m_loop_run) */
     int error;                     /* guarded by lock: first error, -errno */
 };
 
@@ -81,11 +89,12 @@ static void pin_to(int cpu)
 static void start_worker(struct loop *loop, int cpu, bool overflow);
 
 /* Lists the calling worker, so that the main thread can interrupt its
- * read when the loop stops. */
-static void worker_list(struct loop *loop)
+ * read when the loop stops (reading: the worker's flag). */
+static void worker_list(struct loop *loop, atomic_bool *reading)
 {
     pthread_mutex_lock(&loop->lock);
-    loop->running[loop->listed++] = pthread_self();
+    loop->running[loop->listed++] =
+        (struct listed_worker){.id = pthread_self(), .reading = reading};
     pthread_mutex_unlock(&loop->lock);
 }
 
@@ -95,7 +104,7 @@ static void worker_gone(struct loop *loop, bool listed)
 {
     pthread_mutex_lock(&loop->lock);
     for (unsigned i = 0; listed && i < loop->listed; i++) {
-        if (pthread_equal(loop->running[i], pthread_self())) {
+        if (pthread_equal(loop->running[i].id, pthread_self())) {
             loop->running[i] = loop->running[--loop->listed];
             break;
         }
@@ -108,13 +117,19 @@ static void worker_gone(struct loop *loop, bool listed)
 /* Handles requests until the loop stops; an overflow worker also ends when
  * it finishes a request while another worker waits. Returns true when the
  * session ended (the caller wakes the main thread). */
-static bool serve(struct loop *loop, bool overflow)
+static bool serve(struct loop *loop, bool overflow, atomic_bool *reading)
 {
     struct fuse_buf buf = {0};
     bool ended = true;
     atomic_fetch_add(&loop->idle, 1);
-    while (!fuse_session_exited(loop->se)) {
+    for (;;) {
+        /* set before the check: a stop that comes after it interrupts
+         * the read (or a later one, stop_workers repeats) */
+        atomic_store(reading, true);
+        if (fuse_session_exited(loop->se))
+            break;
         int res = fuse_session_receive_buf(loop->se, &buf);
+        atomic_store(reading, false);
         if (res == -EINTR)
             continue; /* WAKE_SIGNAL: the loop may be stopping */
         if (res <= 0) { /* 0: unmounted or exiting */
@@ -152,12 +167,14 @@ static void *worker_main(void *arg)
     sigemptyset(&signals);
     sigaddset(&signals, WAKE_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &signals, NULL);
-    worker_list(loop);
+    atomic_bool reading;
+    atomic_init(&reading, false);
+    worker_list(loop, &reading);
     if (worker->cpu >= 0)
         pin_to(worker->cpu);
     bool overflow = worker->overflow;
     free(worker);
-    if (serve(loop, overflow))
+    if (serve(loop, overflow, &reading))
         sem_post(&loop->wake);
     worker_gone(loop, true);
     return NULL;
@@ -261,13 +278,16 @@ static void watch(struct loop *loop)
 
 /* Waits until every worker has gone, interrupting the reads they wait in
  * every WAKE_REPEAT_MS: a worker that checked the session just before it
- * ended, and the signal came before its read began, still waits. */
+ * ended, and the signal came before its read began, still waits. A worker
+ * busy in a handler is left alone (its system calls must not fail with
+ * EINTR); it sees the session ended when it comes back. */
 static void stop_workers(struct loop *loop)
 {
     pthread_mutex_lock(&loop->lock);
     while (loop->threads > 0) {
         for (unsigned i = 0; i < loop->listed; i++)
-            pthread_kill(loop->running[i], WAKE_SIGNAL);
+            if (atomic_load(loop->running[i].reading))
+                pthread_kill(loop->running[i].id, WAKE_SIGNAL);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += WAKE_REPEAT_MS * 1000000L;
