@@ -138,6 +138,7 @@ struct s3m_fs {
     char **notify_keys;            /* guarded by notify_lock: owned, pending */
     size_t notify_key_count;       /* guarded by notify_lock */
     bool notify_all;               /* guarded by notify_lock: drop everything */
+    int epoch_support;             /* notifier thread only: enum in notify.c */
 };
 
 /* An open file: a reference to its object, or a control file's text. */
