@@ -723,6 +723,25 @@ int s3m_store_diff(struct s3m_store *before, struct s3m_store *after,
     return rc;
 }
 
+/* A new object of store (not in its index) equal to o, sharing its body and
+ * metadata; NULL on -ENOMEM. */
+static struct s3m_object *object_copy(struct s3m_store *store,
+                                      const struct s3m_object *o)
+{
+    struct s3m_object *c = object_new(store, object_key(o), o->key_len);
+    if (!c)
+        return NULL;
+    c->body = s3m_body_ref(o->body);
+    c->meta = s3m_meta_ref(o->meta);
+    c->mtime_ns = o->mtime_ns;
+    c->atime_ns = o->atime_ns;
+    c->ctime_ns = o->ctime_ns;
+    c->mode = o->mode;
+    c->uid = o->uid;
+    c->gid = o->gid;
+    return c;
+}
+
 /* Copies every object of source into the empty store copy, in key order
  * (appended: no search per object). */
 static int copy_objects(struct s3m_store *copy, const struct s3m_store *source)
@@ -731,17 +750,9 @@ static int copy_objects(struct s3m_store *copy, const struct s3m_store *source)
     index_reserve(copy, source->count);
     index_tail_init(copy, &tail);
     for (struct s3m_object *o = source->head[0]; o; o = o->forward[0]) {
-        struct s3m_object *c = object_new(copy, object_key(o), o->key_len);
+        struct s3m_object *c = object_copy(copy, o);
         if (!c)
             return -ENOMEM;
-        c->body = s3m_body_ref(o->body);
-        c->meta = s3m_meta_ref(o->meta);
-        c->mtime_ns = o->mtime_ns;
-        c->atime_ns = o->atime_ns;
-        c->ctime_ns = o->ctime_ns;
-        c->mode = o->mode;
-        c->uid = o->uid;
-        c->gid = o->gid;
         index_append(copy, &tail, c);
         index_maybe_grow(copy);
     }
@@ -859,9 +870,144 @@ void s3m_store_swap_in(struct s3m_store *store, struct s3m_store *source,
     swap_in(store, source, &keep, changed, ctx);
 }
 
+/* True when a (the store's; its lock held) may stay for source's b: the
+ * same object, and no handle has it open. An open one is replaced anyway,
+ * as a swap would: its descriptors go on with the old file, as after mv,
+ * and what they write later is not in the restored state. */
+static bool keep_in_place(const struct s3m_object *a, const struct s3m_object *b)
+{
+    return same_object(a, b) &&
+           atomic_load_explicit(&a->refcount, memory_order_acquire) == 1;
+}
+
+/* The keys restore_changes replaces in store (both locked), stopping at
+ * limit. */
+static size_t count_differences(const struct s3m_store *store,
+                                const struct s3m_store *source, size_t limit)
+{
+    size_t differ = 0;
+    const struct s3m_object *a = store->head[0], *b = source->head[0];
+    while ((a || b) && differ < limit) {
+        int c = !a ? 1 : !b ? -1 : strcmp(object_key(a), object_key(b));
+        differ += c != 0 || !keep_in_place(a, b);
+        if (c <= 0)
+            a = a->forward[0];
+        if (c >= 0)
+            b = b->forward[0];
+    }
+    return differ;
+}
+
+/* Copies of the objects of source that restore_changes puts in store, in
+ * key order (both locked). -ENOMEM frees what it made. */
+static int copy_differences(struct s3m_store *store, const struct s3m_store *source,
+                            struct s3m_object **copies)
+{
+    size_t n = 0;
+    const struct s3m_object *a = store->head[0], *b = source->head[0];
+    while (b) {
+        int c = !a ? 1 : strcmp(object_key(a), object_key(b));
+        if (c > 0 || (c == 0 && !keep_in_place(a, b))) {
+            copies[n] = object_copy(store, b);
+            if (!copies[n]) {
+                while (n > 0)
+                    s3m_object_unref(copies[--n]);
+                return -ENOMEM;
+            }
+            n++;
+        }
+        if (c <= 0)
+            a = a->forward[0];
+        if (c >= 0)
+            b = b->forward[0];
+    }
+    return 0;
+}
+
+/* Makes store (write-locked) equal to source (locked) by changing only the
+ * keys where they differ: an object source does not hold leaves the index,
+ * one that differs (or is open: keep_in_place) is replaced by its copy from
+ * copies (in key order, from copy_differences), an equal one stays (its
+ * atime set). changed hears the keys that differ, as s3m_store_diff would
+ * name them. Returns the objects taken out, linked by hash_next, for the
+ * caller to unref. */
+static struct s3m_object *restore_changes(struct s3m_store *store,
+                                          const struct s3m_store *source,
+                                          struct s3m_object **copies,
+                                          s3m_store_diff_fn changed, void *ctx)
+{
+    struct s3m_object *gone = NULL, *a = store->head[0];
+    const struct s3m_object *b = source->head[0];
+    while (a || b) {
+        int c = !a ? 1 : !b ? -1 : strcmp(object_key(a), object_key(b));
+        struct s3m_object *next_a = c <= 0 ? a->forward[0] : a;
+        bool differ = c != 0 || !same_object(a, b);
+        bool replace = differ || !keep_in_place(a, b);
+        if (differ && changed && changed(ctx, c <= 0 ? object_key(a) : object_key(b)) != 0)
+            changed = NULL;
+        if (replace && c <= 0) {
+            index_remove(store, a);
+            a->hash_next = gone;
+            gone = a;
+        }
+        if (replace && c >= 0) {
+            index_insert(store, *copies++);
+            index_maybe_grow(store);
+        }
+        if (!replace)
+            a->atime_ns = b->atime_ns;
+        a = next_a;
+        if (c >= 0)
+            b = b->forward[0];
+    }
+    return gone;
+}
+
+/* Restores in place when few keys differ (fewer than RESTORE_IN_PLACE_MAX
+ * and a quarter of the store): about 2 ms for 20,000 objects none of which
+ * changed, against 10 to 20 for a full copy swapped in. 1: too many
+ * differ, the caller swaps a copy in. */
+#define RESTORE_IN_PLACE_MIN 64
+static int restore_in_place(struct s3m_store *store, struct s3m_store *source,
+                            s3m_store_diff_fn changed, void *ctx)
+{
+    store_write_lock(store);
+    store_read_lock(source);
+    size_t limit = store->count / 4 + RESTORE_IN_PLACE_MIN;
+    size_t differ = count_differences(store, source, limit);
+    struct s3m_object **copies = NULL;
+    int rc = differ >= limit ? 1 : 0;
+    if (rc == 0 && differ > 0) {
+        copies = s3m_malloc(differ * sizeof(*copies));
+        rc = copies ? copy_differences(store, source, copies) : -ENOMEM;
+    }
+    struct s3m_object *gone = NULL;
+    if (rc == 0) {
+        gone = restore_changes(store, source, copies, changed, ctx);
+        STORE_CHANGED(store);
+        /* replaced as a whole, for s3m_store_epoch's readers */
+        atomic_fetch_add_explicit(&store->epoch, 1, memory_order_relaxed);
+    }
+    store_unlock(source);
+    store_unlock(store);
+    while (gone) {
+        struct s3m_object *next = gone->hash_next;
+        gone->hash_next = NULL;
+        s3m_object_unref(gone);
+        gone = next;
+    }
+    free(copies);
+    return rc;
+}
+
 int s3m_store_restore(struct s3m_store *store, struct s3m_store *source,
                       s3m_store_diff_fn changed, void *ctx)
 {
+    if (store == source)
+        return 0;                  /* nothing differs */
+    int rc = restore_in_place(store, source, changed, ctx);
+    if (rc <= 0)
+        return rc;
     struct s3m_store *copy = s3m_store_snapshot(source);
     if (!copy)
         return -ENOMEM;

@@ -2582,8 +2582,23 @@ static void test_allocation_failures(void)
         free(b);
         CHECK_INT(s3m_store_put(store, "after", "x", 1, NULL, 0), 0);
         CHECK_INT(s3m_store_delete(store, "w"), 0);
+        /* two keys differ: restored in place (the array of copies, one
+         * copy) */
         CHECK(alloc_failure_loop("restore", store, c.snapshot, true, op_restore,
-                                 &c) >= 3);
+                                 &c) >= 2);
+        a = store_dump(store);
+        b = store_dump(c.snapshot);
+        CHECK(dump_equal(a, b));
+        free(a);
+        free(b);
+        /* 100 keys differ: a copy of the snapshot is swapped in */
+        for (int i = 0; i < 100; i++) {
+            char extra[16];
+            snprintf(extra, sizeof(extra), "extra%d", i);
+            CHECK_INT(s3m_store_put(store, extra, "x", 1, NULL, 0), 0);
+        }
+        CHECK(alloc_failure_loop("restore of many", store, c.snapshot, true,
+                                 op_restore, &c) >= 3);
         a = store_dump(store);
         b = store_dump(c.snapshot);
         CHECK(dump_equal(a, b));
@@ -2677,6 +2692,61 @@ static int see_key(void *ctx, const char *key)
 
 /* restore and clear name the keys they change, in one pass; a listener
  * can stop it */
+/* A restore that changes few keys changes only them (an atime that alone
+ * differs is set back, unnamed); an object open in a handle is replaced
+ * even when unchanged, so the handle goes on with the old file as after a
+ * swap, also unnamed. */
+static void test_restore_in_place(void)
+{
+    struct s3m_store *store = store_plain();
+    CHECK_INT(s3m_store_put(store, "changed", "2", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "gone", "3", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "open", "5", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "same", "1", 1, NULL, 0), 0);
+    struct s3m_object_info before, after;
+    CHECK_INT(s3m_store_head(store, "same", &before), 0);
+    struct s3m_store *snap = s3m_store_snapshot(store);
+    uint64_t epoch = s3m_store_epoch(store);
+    int rc;
+    struct s3m_object *same = s3m_store_open(store, "same", &rc);
+    struct s3m_object *changed = s3m_store_open(store, "changed", &rc);
+    struct s3m_object *open = s3m_store_open(store, "open", &rc);
+    CHECK(snap && same && changed && open);
+    if (!snap || !same || !changed || !open)
+        goto out;
+    struct s3m_attr_update atime = {.flags = S3M_ATTR_ATIME | S3M_ATTR_CTIME,
+                                    .atime_ns = 5, .ctime_ns = before.ctime_ns};
+    CHECK_INT(s3m_object_set_attrs(store, same, &atime), 0);
+    s3m_object_unref(same);
+    same = NULL;
+    CHECK_INT(s3m_object_write(store, changed, 0, "x", 1), 0);
+    CHECK_INT(s3m_store_delete(store, "gone"), 0);
+    CHECK_INT(s3m_store_put(store, "new", "4", 1, NULL, 0), 0);
+    struct seen_keys seen = {0};
+    CHECK_INT(s3m_store_restore(store, snap, see_key, &seen), 0);
+    CHECK_STR(seen.text, "changed gone new ");
+    CHECK(!s3m_object_attached(store, changed));
+    CHECK(!s3m_object_attached(store, open));
+    CHECK(key_holds(store, "changed", "2", 1));
+    CHECK(key_holds(store, "gone", "3", 1));
+    CHECK_INT(s3m_store_head(store, "new", NULL), -ENOENT);
+    CHECK_INT(s3m_store_head(store, "same", &after), 0);
+    CHECK(after.atime_ns == before.atime_ns && after.ctime_ns == before.ctime_ns);
+    s3m_object_info_release(&after);
+    CHECK(s3m_store_epoch(store) != epoch);
+    char *a = store_dump(store), *b = store_dump(snap);
+    CHECK(dump_equal(a, b));
+    free(a);
+    free(b);
+out:
+    s3m_object_info_release(&before);
+    s3m_object_unref(same);
+    s3m_object_unref(changed);
+    s3m_object_unref(open);
+    s3m_store_free(snap);
+    s3m_store_free(store);
+}
+
 static void test_restore_reports_changes(void)
 {
     struct s3m_store *store = store_plain();
@@ -2809,6 +2879,7 @@ int main(void)
     RUN(test_put_get_sizes);
     RUN(test_put_attrs);
     RUN(test_restore_reports_changes);
+    RUN(test_restore_in_place);
     RUN(test_keys);
     RUN(test_etag_random_writes);
     RUN(test_chunk_file);
