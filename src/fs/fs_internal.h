@@ -14,7 +14,8 @@
  * One hash table (xxhash) finds nodes by (parent, name). The kernel's
  * lookup count is kept per node; a node is freed when the kernel has
  * forgotten it (count 0), no handle has it open and no child node refers to
- * it. Root (inode 1) is pinned.
+ * it. Root (inode 1) is pinned. A node keeps its name in its own
+ * allocation (node_name).
  *
  * Nodes hold no object data: attributes come from the store at each request,
  * so a change behind the kernel's back (restore, load) is seen by the next
@@ -30,6 +31,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "s3mem/fs.h"
 #include "s3mem/path.h"
@@ -66,15 +68,32 @@ struct fs_node {
     struct fs_node *parent;        /* referenced: parent->children counts us;
                                     * NULL only for root */
     struct fs_node *name_next;     /* chain in the name table */
-    char *name;                    /* NULL for root; in name_bytes (freed
-                                    * with the node) or, after a rename,
-                                    * owned */
     uint64_t lookups;              /* kernel lookup count */
     uint32_t children;             /* nodes whose parent is this one */
     uint16_t name_len;             /* a name is at most 255 bytes */
-    bool name_inline;              /* name points into name_bytes */
-    char name_bytes[];             /* the name given at lookup, NUL-ended */
+    bool name_inline;              /* name_bytes holds the name; else (after
+                                    * a rename) the address of an owned
+                                    * copy, freed with the node */
+    char name_bytes[];             /* at least NODE_NAME_ROOM bytes; see
+                                    * node_name */
 };
+
+/* Room for a name's address in name_bytes. Keeping the name there, not
+ * behind a pointer, makes a node with a 24-byte name 80 bytes with
+ * malloc's overhead instead of 96. */
+#define NODE_NAME_ROOM sizeof(char *)
+
+/* The node's name, NUL-ended; NULL for root. */
+static inline const char *node_name(const struct fs_node *node)
+{
+    if (!node->parent)
+        return NULL;
+    if (node->name_inline)
+        return node->name_bytes;
+    const char *owned;
+    memcpy(&owned, node->name_bytes, sizeof(owned));
+    return owned;
+}
 
 /* Every node but root is in the table, under its current (parent, name),
  * linked or not, until it is freed. */

@@ -40,8 +40,8 @@ static void node_free(struct fs_node *node)
         s3m_snapshot_unref(node->snapshot);
     else if (node->kind == NODE_PATH && !node->is_dir)
         s3m_object_unref(node->open_obj);
-    if (!node->name_inline)
-        free(node->name);
+    if (node->parent && !node->name_inline)
+        free((char *)node_name(node));
     free(node);
 }
 
@@ -74,7 +74,7 @@ static void grow(struct node_table *t)
     for (size_t i = 0; i < t->bucket_count; i++) {
         for (struct fs_node *n = t->by_name[i], *next; n; n = next) {
             next = n->name_next;
-            size_t b = name_bucket(&bigger, n->parent, n->name, n->name_len);
+            size_t b = name_bucket(&bigger, n->parent, node_name(n), n->name_len);
             n->name_next = by_name[b];
             by_name[b] = n;
         }
@@ -97,14 +97,14 @@ struct fs_node *node_find(struct s3m_fs *fs, struct fs_node *parent,
     struct fs_node *node = t->by_name[name_bucket(t, parent, name, len)];
     for (; node; node = node->name_next)
         if (node->parent == parent && node->linked && node->name_len == len &&
-            memcmp(node->name, name, len) == 0)
+            memcmp(node_name(node), name, len) == 0)
             return node;
     return NULL;
 }
 
 static void table_add(struct node_table *t, struct fs_node *node)
 {
-    size_t b = name_bucket(t, node->parent, node->name, node->name_len);
+    size_t b = name_bucket(t, node->parent, node_name(node), node->name_len);
     node->name_next = t->by_name[b];
     t->by_name[b] = node;
 }
@@ -112,7 +112,7 @@ static void table_add(struct node_table *t, struct fs_node *node)
 static void table_remove(struct node_table *t, struct fs_node *node)
 {
     struct fs_node **chain =
-        &t->by_name[name_bucket(t, node->parent, node->name, node->name_len)];
+        &t->by_name[name_bucket(t, node->parent, node_name(node), node->name_len)];
     while (*chain != node)
         chain = &(*chain)->name_next;
     *chain = node->name_next;
@@ -155,13 +155,13 @@ struct fs_node *node_lookup(struct s3m_fs *fs, struct fs_node *parent,
     if (len > UINT16_MAX)
         return NULL;          /* callers check names long before this */
     /* one allocation for the node and its name */
-    node = s3m_calloc(1, offsetof(struct fs_node, name_bytes) + len + 1);
+    size_t room = len + 1 > NODE_NAME_ROOM ? len + 1 : NODE_NAME_ROOM;
+    node = s3m_calloc(1, offsetof(struct fs_node, name_bytes) + room);
     if (!node)
         return NULL;
     struct node_table *t = &fs->nodes;
     memcpy(node->name_bytes, name, len);
     node->parent = parent;
-    node->name = node->name_bytes;
     node->name_inline = true;
     node->name_len = (uint16_t)len;
     node->is_dir = is_dir;
@@ -185,8 +185,8 @@ int node_move(struct s3m_fs *fs, struct fs_node *node, struct fs_node *parent,
     struct fs_node *old_parent = node->parent;
     parent->children++;
     if (!node->name_inline)
-        free(node->name);
-    node->name = copy;
+        free((char *)node_name(node));
+    memcpy(node->name_bytes, &copy, sizeof(copy));
     node->name_inline = false;
     node->name_len = (uint16_t)len;
     node->parent = parent;
@@ -296,7 +296,7 @@ static int build_key(const struct s3m_fs *fs, const struct fs_node *node,
     int rc = key_append(key, fs->key_prefix, fs->key_prefix_len, false);
     while (rc == 0 && depth > 0) {
         const struct fs_node *part = chain[--depth];
-        rc = key_append(key, part->name, part->name_len, depth > 0 || last_slash);
+        rc = key_append(key, node_name(part), part->name_len, depth > 0 || last_slash);
     }
     return rc;
 }

@@ -99,8 +99,8 @@ static void notes_add(struct notes *notes, fuse_ino_t parent, const struct fs_no
     memset(note, 0, sizeof(*note));
     note->parent = parent;
     note->ino = node_ino(node);
-    if (node->name) {
-        note->name = s3m_strndup(node->name, node->name_len);
+    if (node_name(node)) {
+        note->name = s3m_strndup(node_name(node), node->name_len);
         note->name_len = note->name ? node->name_len : 0;
     }
     if (dir_key)
