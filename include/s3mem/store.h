@@ -314,9 +314,12 @@ int s3m_store_foreach(struct s3m_store *store, const char *prefix,
  * copy-on-write: costs per object, not per byte. Returns NULL on -ENOMEM. */
 struct s3m_store *s3m_store_snapshot(struct s3m_store *store);
 /* Makes store's contents those of source (a copy-on-write copy of it; source
- * is unchanged and still owned by the caller). All or nothing. changed (may
- * be NULL) hears each key the restore changed, as s3m_store_diff would tell
- * them, found in the same pass; nothing on failure. */
+ * is unchanged and still owned by the caller). All or nothing. When few keys
+ * differ only they are changed, and the store's other objects stay (but
+ * for objects open in a handle, always replaced: the handle goes on with
+ * the old object, as after a swap). changed (may be NULL) hears each key
+ * the restore changed, as s3m_store_diff would tell them; nothing on
+ * failure. */
 int s3m_store_restore(struct s3m_store *store, struct s3m_store *source,
                       s3m_store_diff_fn changed, void *ctx);
 /* Which objects of source a swap leaves as the store had them. */
