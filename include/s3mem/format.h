@@ -145,6 +145,8 @@ struct s3m_export_report {
     size_t records;           /* lines written */
     size_t skipped;           /* keys under resource=.../ that are not
                                * records (partition references, ...) */
+    size_t outside;           /* objects under the key prefix but not under
+                               * resource=: a backup cannot hold them */
     uint64_t total_size;      /* sum of the files' sizes, as in s3db.json */
 };
 

@@ -158,10 +158,12 @@ static void notify_change(struct s3m_ctl *ctl, struct s3m_store *before)
     changed_notify(ctl, &changed);
 }
 
-static void set_counts(struct ctl_result *result, const char *fmt, size_t a, size_t b)
+/* fmt takes up to three %zu (a, b, c in order; the unused ones are 0). */
+static void set_counts(struct ctl_result *result, const char *fmt, size_t a,
+                       size_t b, size_t c)
 {
     char counts[160];
-    snprintf(counts, sizeof(counts), fmt, a, b);
+    snprintf(counts, sizeof(counts), fmt, a, b, c);
     result->counts_json = s3m_strdup(counts);
 }
 
@@ -193,7 +195,7 @@ static int run_snapshot(struct s3m_ctl *ctl, struct words *w, struct ctl_result 
     size_t count = s3m_store_count(copy, NULL);
     snprintf(r->message, sizeof(r->message), "snapshot '%s' taken: %zu objects",
              name, count);
-    set_counts(r, "{\"objects\":%zu}", count, 0);
+    set_counts(r, "{\"objects\":%zu}", count, 0, 0);
     return 0;
 }
 
@@ -218,7 +220,7 @@ static int run_restore(struct s3m_ctl *ctl, struct words *w, struct ctl_result *
         return s3m_error_set(&r->error, rc, "no memory to restore '%s'", name);
     snprintf(r->message, sizeof(r->message), "restored snapshot '%s': %zu objects",
              name, count);
-    set_counts(r, "{\"objects\":%zu}", count, 0);
+    set_counts(r, "{\"objects\":%zu}", count, 0, 0);
     return 0;
 }
 
@@ -256,7 +258,7 @@ static int run_load(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
     changed_notify(ctl, &changed);
     snprintf(r->message, sizeof(r->message), "loaded %zu objects from '%s'",
              report.objects, path);
-    set_counts(r, "{\"objects\":%zu}", report.objects, 0);
+    set_counts(r, "{\"objects\":%zu}", report.objects, 0, 0);
     return 0;
 }
 
@@ -297,11 +299,18 @@ static int run_export(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
     rc = s3m_format_export_backup(ctl->store, dir, &options, &report, &r->error);
     if (rc)
         return rc;
-    snprintf(r->message, sizeof(r->message),
-             "exported %zu records of %zu resources to '%s'", report.records,
-             report.resources, dir);
-    set_counts(r, "{\"records\":%zu,\"resources\":%zu}", report.records,
-               report.resources);
+    int used = snprintf(r->message, sizeof(r->message),
+                        "exported %zu records of %zu resources to '%s'",
+                        report.records, report.resources, dir);
+    /* a newcomer's export of plain files writes an empty backup: say so,
+     * before an import with clear removes them */
+    if (report.outside && used > 0 && (size_t)used < sizeof(r->message))
+        snprintf(r->message + used, sizeof(r->message) - (size_t)used,
+                 "; %zu objects outside resource=<name>/ are not in it (a "
+                 "backup holds s3db.js resources; save keeps every object)",
+                 report.outside);
+    set_counts(r, "{\"records\":%zu,\"resources\":%zu,\"outside\":%zu}",
+               report.records, report.resources, report.outside);
     return 0;
 }
 
@@ -326,6 +335,7 @@ static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
     } else {
         before = before_change(ctl);
     }
+    size_t held = s3m_store_count(ctl->store, ctl->key_prefix);
     rc = s3m_format_import_backup(ctl->store, dir, &options, &report, &r->error);
     r->counts_json = s3m_import_report_json(&report);
     if (options.clear)
@@ -333,9 +343,15 @@ static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
     else
         notify_change(ctl, before); /* also after a failure: nothing is assumed */
     if (rc == 0) {
-        snprintf(r->message, sizeof(r->message),
-                 "imported %zu records from '%s' (%zu merged, %zu bad lines)",
-                 report.records, dir, report.merges, report.error_count);
+        int used = snprintf(r->message, sizeof(r->message),
+                            "imported %zu records from '%s' (%zu merged, %zu "
+                            "bad lines)", report.records, dir, report.merges,
+                            report.error_count);
+        /* clear replaced everything: say what there was and what is left */
+        if (options.clear && used > 0 && (size_t)used < sizeof(r->message))
+            snprintf(r->message + used, sizeof(r->message) - (size_t)used,
+                     "; clear: %zu objects before, %zu now", held,
+                     s3m_store_count(ctl->store, ctl->key_prefix));
     }
     s3m_import_report_release(&report);
     return rc;
@@ -348,7 +364,7 @@ static int run_clear(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
     s3m_store_clear(ctl->store, changed_start(ctl, &changed), &changed);
     changed_notify(ctl, &changed);
     snprintf(r->message, sizeof(r->message), "cleared %zu objects", count);
-    set_counts(r, "{\"objects\":%zu}", count, 0);
+    set_counts(r, "{\"objects\":%zu}", count, 0, 0);
     return 0;
 }
 

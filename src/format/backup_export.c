@@ -471,7 +471,7 @@ int s3m_format_export_backup(struct s3m_store *store, const char *dir,
     struct s3m_store *snapshot = NULL;
     char *prefix = NULL;
     const char *key_prefix;
-    size_t filter_count, selected = 0;
+    size_t filter_count, selected = 0, outside = 0;
     uint64_t total_size = 0;
     int rc;
 
@@ -528,6 +528,8 @@ int s3m_format_export_backup(struct s3m_store *store, const char *dir,
     rc = state.rc;
     if (rc)
         goto out;
+    outside = s3m_store_count(snapshot, key_prefix) -
+              s3m_store_count(snapshot, prefix);
     s3m_store_free(snapshot);
     snapshot = NULL;
     for (size_t i = 0; i < state.stat_count; i++)
@@ -540,6 +542,7 @@ int s3m_format_export_backup(struct s3m_store *store, const char *dir,
         report->resources = state.stat_count;
         report->records = state.records;
         report->skipped = state.skipped;
+        report->outside = outside;
         report->total_size = total_size;
     }
 out:

@@ -643,7 +643,9 @@ expect_users_imported() {
   ctl_mount
   ctl load "$FIXTURES/shop.snapshot.json"
   ctl export "$T/out" compress=false
-  expect_equal "exported 5 records of 2 resources to '$T/out'" "$(status_message)"
+  # s3db.js's own export leaves out the six other keys of that store too
+  expect_equal "exported 5 records of 2 resources to '$T/out'; 6 objects outside resource=<name>/ are not in it (a backup holds s3db.js resources; save keeps every object)" \
+    "$(status_message)"
   expect_equal $'posts.jsonl\ns3db.json\nusers.jsonl' "$(ls "$T/out")"
   local name
   for name in users posts; do
@@ -676,6 +678,23 @@ expect_users_imported() {
   expect_equal $'s3db.json\nusers.jsonl' "$(ls "$T/users")"
   expect_equal "$(jq -cS . "$FIXTURES/shop-backup-users-only/users.jsonl" | sort)" \
     "$(jq -cS . "$T/users/users.jsonl" | sort)"
+}
+
+@test "export says which objects a backup cannot hold; import clear says what it replaced" {
+  ctl_mount
+  ctl import "$FIXTURES/shop-backup-plain"
+  mkdir -p "$MNT/fixtures/users"
+  echo '{"name": "Alice"}' >"$MNT/fixtures/users/alice.json"
+  echo plain >"$MNT/notes.txt"
+  ctl export "$T/bk" compress=false
+  # the two files and the two directory markers mkdir -p made
+  expect_equal "exported 5 records of 2 resources to '$T/bk'; 4 objects outside resource=<name>/ are not in it (a backup holds s3db.js resources; save keeps every object)" \
+    "$(status_message)"
+  expect_equal '{"records":5,"resources":2,"outside":4}' "$(jq -c .counts "$MNT/.s3mem/status")"
+  ctl import "$T/bk" clear
+  expect_equal "imported 5 records from '$T/bk' (0 merged, 0 bad lines); clear: 9 objects before, 5 now" \
+    "$(status_message)"
+  expect_equal $'resource=posts\nresource=users' "$(ls "$MNT")" "only the resources are left"
 }
 
 @test "export then import into an empty store gives the same records" {

@@ -986,6 +986,7 @@ static void test_export_matches_fixture(void)
         fprintf(stderr, "  export: %s\n", err.message);
     CHECK_INT(report.resources, 2);
     CHECK_INT(report.records, 5);
+    CHECK_INT(report.outside, 6); /* assets/..., deep/..., s3db.json, ... */
     static const char *const files[] = {"users.jsonl", "posts.jsonl"};
     for (size_t i = 0; i < 2; i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
@@ -1108,6 +1109,7 @@ static void test_export_record_shapes(void)
     CHECK_INT(s3m_format_export_backup(store, dir, &options, &report, &err), 0);
     CHECK_INT(report.records, 3);
     CHECK_INT(report.skipped, 3);
+    CHECK_INT(report.outside, 1); /* "unrelated" */
     snprintf(path, sizeof(path), "%s/things.jsonl", dir);
     char *text = read_whole(path, &len);
     /* JavaScript's member order: integer-like names first */
