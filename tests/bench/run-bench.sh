@@ -20,6 +20,8 @@
 #   S3MEM_BIN          the daemon to use (default: a Release build made in
 #                      build-bench/ under the repository)
 #   S3MEM_BENCH_OPTS   extra daemon options, e.g. "-o timeout=1"
+#   STOREMEM_BIN       the store-only memory probe (tests/bench/storemem.c;
+#                      default: tests/storemem beside S3MEM_BIN)
 #
 # Mounting the tmpfs needs root; otherwise a directory in /dev/shm is used.
 # Everything is mounted under one private temp dir and unmounted on exit; only
@@ -164,10 +166,12 @@ if [[ -z ${S3MEM_BIN:-} ]]; then
       -DCMAKE_C_FLAGS="-g -Wno-error=maybe-uninitialized" >"$T/build.log" 2>&1 \
       || { cat "$T/build.log" >&2; exit 1; }
   fi
-  cmake --build "$build_dir" -j"$(nproc)" --target s3mem >"$T/build.log" 2>&1 \
+  cmake --build "$build_dir" -j"$(nproc)" --target s3mem storemem >"$T/build.log" 2>&1 \
     || { cat "$T/build.log" >&2; exit 1; }
   S3MEM_BIN=$build_dir/s3mem
 fi
+# the store alone (memory part): beside the daemon in its build directory
+STOREMEM_BIN=${STOREMEM_BIN:-$(dirname "$S3MEM_BIN")/tests/storemem}
 fsbench=$T/fsbench
 cc -std=c11 -Wall -Wextra -Werror -O2 -o "$fsbench" "$here/fsbench.c" -lpthread
 
@@ -348,6 +352,13 @@ awk -v b="$before" -v a="$after" -v s="$after_snapshot" -v n="$memory_count" 'BE
   printf "snapshot:   +%.1f MiB, %.0f bytes per object\n", (s - a) / 1048576, (s - a) / n
 }'
 s3mem_stop
+# the same keys put straight into a store, without FUSE (small pages): what
+# the daemon holds beyond this is the filesystem's node per file
+if [[ -x $STOREMEM_BIN ]]; then
+  env -u GLIBC_TUNABLES "$STOREMEM_BIN" "$memory_count" || failed=1
+else
+  echo "store alone: not measured ($STOREMEM_BIN not built: cmake --build BUILD --target storemem)"
+fi
 echo
 fi
 
