@@ -405,6 +405,13 @@ int main(int argc, char *argv[])
         fprintf(stderr, "s3mem: persist path must be absolute: '%s'\n", opts.persist);
         goto out;
     }
+    /* libfuse made the mountpoint canonical (realpath) */
+    if (opts.persist && s3m_path_within(opts.persist, cmdline.mountpoint)) {
+        fprintf(stderr, "s3mem: persist path '%s' is inside the mountpoint %s: "
+                "saving it would go through s3mem itself\n", opts.persist,
+                cmdline.mountpoint);
+        goto out;
+    }
     fuse_opt_add_arg(&args, "-ofsname=s3mem,subtype=s3mem");
     /* before the persisted store loads, so its big bodies go there too; it
      * has no thread, so daemonize's fork keeps it */
@@ -412,7 +419,8 @@ int main(int argc, char *argv[])
         s3m_log("cannot make the chunk file: big bodies live on the heap");
     struct s3m_store *store = s3m_store_new(&store_config);
     struct s3m_ctl_config ctl_config = {.key_prefix = opts.key_prefix,
-                                        .persist_path = opts.persist};
+                                        .persist_path = opts.persist,
+                                        .mountpoint = cmdline.mountpoint};
     struct s3m_ctl *ctl = store ? s3m_ctl_new(&ctl_config, store) : NULL;
     struct s3m_fs_config fs_config = {
         .key_prefix = opts.key_prefix, .control_dir = opts.control_dir,

@@ -58,6 +58,9 @@ const char *s3m_snapshot_name(const struct s3m_snapshot *snapshot);
 struct s3m_ctl_config {
     const char *key_prefix;     /* borrowed, copied: the mount's key prefix */
     const char *persist_path;   /* borrowed, copied; NULL = none (save needs PATH) */
+    const char *mountpoint;     /* borrowed, copied; canonical; paths inside it
+                                 * are refused (the daemon would wait on its
+                                 * own requests); NULL = no check */
 };
 
 struct s3m_ctl;

@@ -132,4 +132,11 @@ bool s3m_utf8_valid(const char *text, size_t len);
  * well-formed sequence replaced by U+FFFD, for JSON; NULL on -ENOMEM. */
 char *s3m_utf8_sanitize(const char *text);
 
+/* ---- paths -------------------------------------------------------------- */
+
+/* True when absolute path names root (a canonical directory) or lies
+ * under it, following the symlinks of the part outside root but never
+ * looking inside it (within.c). Unresolvable paths count as within. */
+bool s3m_path_within(const char *path, const char *root);
+
 #endif

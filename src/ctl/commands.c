@@ -53,7 +53,11 @@ static int split_words(char *line, struct words *w, struct s3m_error *err)
     return 0;
 }
 
-static int need_absolute(const char *path, const char *what, struct s3m_error *err)
+/* A command's file or directory: absolute, and outside the mount (the
+ * daemon reading or writing it would send requests to itself; with one
+ * thread it would wait on itself for ever). */
+static int check_path(const struct s3m_ctl *ctl, const char *path,
+                      const char *what, struct s3m_error *err)
 {
     if (!path)
         return s3m_error_set(err, EINVAL, "%s needs an absolute path", what);
@@ -61,6 +65,11 @@ static int need_absolute(const char *path, const char *what, struct s3m_error *e
         return s3m_error_set(err, EINVAL,
                              "path must be absolute: '%s' (relative paths would "
                              "depend on the daemon's directory)", path);
+    if (ctl->mountpoint && s3m_path_within(path, ctl->mountpoint))
+        return s3m_error_set(err, EINVAL,
+                             "'%s' is inside this mount (%s): %s there would go "
+                             "through s3mem itself; use a path outside it",
+                             path, ctl->mountpoint, what);
     return 0;
 }
 
@@ -232,14 +241,14 @@ static int run_save(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
                              "save needs a path (no persist= path was given at mount)");
     if (w->count > 1)
         return s3m_error_set(&r->error, EINVAL, "save takes one path");
-    int rc = need_absolute(path, "save", &r->error);
+    int rc = check_path(ctl, path, "save", &r->error);
     return rc ? rc : ctl_save(ctl, path, r);
 }
 
 static int run_load(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
 {
     const char *path = w->count > 0 ? w->word[0] : NULL;
-    int rc = need_absolute(path, "load", &r->error);
+    int rc = check_path(ctl, path, "load", &r->error);
     if (rc)
         return rc;
     if (w->count > 1)
@@ -287,7 +296,7 @@ static int parse_options(struct words *w, bool is_import, bool *flag,
 static int run_export(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
 {
     const char *dir = w->count > 0 ? w->word[0] : NULL;
-    int rc = need_absolute(dir, "export", &r->error);
+    int rc = check_path(ctl, dir, "export", &r->error);
     struct s3m_export_options options;
     s3m_export_options_init(&options);
     options.key_prefix = ctl->key_prefix;
@@ -317,7 +326,7 @@ static int run_export(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
 static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r)
 {
     const char *dir = w->count > 0 ? w->word[0] : NULL;
-    int rc = need_absolute(dir, "import", &r->error);
+    int rc = check_path(ctl, dir, "import", &r->error);
     struct s3m_import_options options = {.key_prefix = ctl->key_prefix};
     if (rc == 0)
         rc = parse_options(w, true, &options.clear, &options.resources, &r->error);

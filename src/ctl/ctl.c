@@ -182,11 +182,14 @@ struct s3m_ctl *s3m_ctl_new(const struct s3m_ctl_config *config,
     ctl->store = store;
     ctl->key_prefix = s3m_strdup(config->key_prefix ? config->key_prefix : "");
     ctl->persist_path = config->persist_path ? s3m_strdup(config->persist_path) : NULL;
+    ctl->mountpoint = config->mountpoint ? s3m_strdup(config->mountpoint) : NULL;
     ctl->status = initial_status();
     if (!ctl->key_prefix || !ctl->status ||
-        (config->persist_path && !ctl->persist_path)) {
+        (config->persist_path && !ctl->persist_path) ||
+        (config->mountpoint && !ctl->mountpoint)) {
         free(ctl->key_prefix);
         free(ctl->persist_path);
+        free(ctl->mountpoint);
         free(ctl->status);
         free(ctl);
         return NULL;
@@ -213,6 +216,7 @@ void s3m_ctl_free(struct s3m_ctl *ctl)
     pthread_mutex_destroy(&ctl->lock);
     pthread_mutex_destroy(&ctl->command_lock);
     free(ctl->key_prefix);
+    free(ctl->mountpoint);
     free(ctl->persist_path);
     free(ctl->status);
     free(ctl);

@@ -21,6 +21,7 @@ struct s3m_ctl {
     struct s3m_store *store;        /* borrowed */
     char *key_prefix;               /* owned */
     char *persist_path;             /* owned, NULL = none */
+    char *mountpoint;               /* owned, constant; NULL = none */
     pthread_mutex_t command_lock;   /* one command at a time */
     pthread_mutex_t lock;           /* guards the fields below */
     struct s3m_snapshot *snapshots; /* guarded by lock: oldest first */

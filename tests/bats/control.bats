@@ -756,6 +756,27 @@ expect_unchanged() {
   expect_unchanged
 }
 
+@test "a path inside the mount is refused: the daemon would wait on its own requests" {
+  # with -s (control_single.bats) each of these used to hang the daemon
+  populate
+  ln -s "$MNT" "$T/into-mount"
+  ctl_fails "Invalid argument" "is inside this mount" save "$MNT/state.json"
+  ctl_fails "Invalid argument" "is inside this mount" export "$MNT/backup"
+  ctl_fails "Invalid argument" "is inside this mount" load "$MNT/notes.txt"
+  ctl_fails "Invalid argument" "is inside this mount" import "$MNT/assets" clear
+  ctl_fails "Invalid argument" "is inside this mount" save "$T/into-mount/state.json"
+  ctl_fails "Invalid argument" "is inside this mount" export "$T/../$(basename "$T")/$(basename "$MNT")/backup"
+  expect_unchanged
+  [ ! -e "$MNT/backup" ]
+  # s3mem-ctl run from inside the mount makes ./bk absolute there too
+  run bash -c 'cd "$1" && "$2" "$1" export ./bk' _ "$MNT" "$S3MEM_CTL"
+  [ "$status" -eq 1 ]
+  [[ $output == *"is inside this mount"* ]]
+  # a path beside the mount is fine
+  ctl save "$T/into-mount-not.json"
+  expect_equal true "$(jq .ok "$(ctl_path status)")"
+}
+
 @test "a missing file or directory is refused, naming it" {
   populate
   ctl_fails "No such file or directory" "'$T/missing.json'" load "$T/missing.json"

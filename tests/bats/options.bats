@@ -60,6 +60,9 @@ df_field() {
   expect_refused -o "persist=$T" "$MNT"
   echo 'not json' >"$T/garbage.json"
   expect_refused -o "persist=$T/garbage.json" "$MNT"
+  # saving it would go through the mount itself
+  expect_refused -o "persist=$MNT/state.json" "$MNT"
+  [[ "$output" == *"is inside the mountpoint"* ]] || { echo "$output"; false; }
 }
 
 @test "a missing mountpoint is refused with exit 1 and one line" {

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -708,6 +709,60 @@ static void test_mapped_file(void)
     close(fd);
 }
 
+/* s3m_path_within on a small tree: mnt stands for the daemon's mount; its
+ * own symlink esc leads out of it, which a resolver that looked inside mnt
+ * would follow (the real function must answer from the path alone). */
+static void test_path_within(void)
+{
+    char base[] = "/tmp/s3mem-within.XXXXXX", root[64], path[256], target[128];
+    CHECK(mkdtemp(base) != NULL);
+    snprintf(root, sizeof(root), "%s/mnt", base);
+    static const char *const dirs[] = {"mnt", "mntx", "out", "other"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "%s/%s", base, dirs[i]);
+        CHECK_INT(mkdir(path, 0755), 0);
+    }
+    snprintf(target, sizeof(target), "%s/out", base);
+    snprintf(path, sizeof(path), "%s/mnt/esc", base);
+    CHECK_INT(symlink(target, path), 0);           /* inside: never followed */
+    snprintf(path, sizeof(path), "%s/rel", base);
+    CHECK_INT(symlink("mnt", path), 0);            /* relative, into mnt */
+    snprintf(path, sizeof(path), "%s/abs", base);
+    CHECK_INT(symlink(root, path), 0);             /* absolute, into mnt */
+    snprintf(path, sizeof(path), "%s/chain", base);
+    CHECK_INT(symlink("rel/deeper", path), 0);     /* through rel */
+    snprintf(path, sizeof(path), "%s/loop", base);
+    CHECK_INT(symlink("loop", path), 0);
+    snprintf(path, sizeof(path), "%s/away", base);
+    CHECK_INT(symlink("out", path), 0);            /* a link that stays out */
+    static const struct {
+        const char *rest;
+        bool within;
+    } cases[] = {
+        {"/mnt", true}, {"/mnt/", true}, {"/mnt/a/b.json", true},
+        {"/./mnt//x", true}, {"/other/../mnt/x", true},
+        {"/mnt/esc/x", true},                      /* decided before esc */
+        {"/rel/x", true}, {"/abs/backup", true}, {"/chain/f", true},
+        {"/loop/x", true},                         /* unresolvable: refused */
+        {"/mntx/a", false}, {"/out/state.json", false},
+        {"/out/new/dir/f", false}, {"/away/f", false}, {"/mnt/../out", true},
+        {"/other/missing/../../out/f", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", base, cases[i].rest);
+        if (s3m_path_within(path, root) != cases[i].within) {
+            fprintf(stderr, "  %s: want %s\n", cases[i].rest,
+                    cases[i].within ? "within" : "outside");
+            CHECK(false);
+        }
+    }
+    CHECK(s3m_path_within("/anything", "/"));
+    snprintf(path, sizeof(path), "%s/", root);      /* a root given with '/' */
+    CHECK(s3m_path_within(root, path));
+    snprintf(path, sizeof(path), "rm -rf '%s'", base);
+    CHECK_INT(system(path), 0);
+}
+
 /* A SIGBUS outside every registered mapping goes to the action that was
  * there before: it still kills, as it would without the handler. */
 static void test_mapped_foreign_sigbus(void)
@@ -772,5 +827,6 @@ int main(void)
     RUN(test_hash);
     RUN(test_utf8_valid);
     RUN(test_utf8_invalid);
+    RUN(test_path_within);
     return CHECK_EXIT();
 }
