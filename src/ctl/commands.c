@@ -344,7 +344,7 @@ static int run_import(struct s3m_ctl *ctl, struct words *w, struct ctl_result *r
     } else {
         before = before_change(ctl);
     }
-    size_t held = s3m_store_count(ctl->store, ctl->key_prefix);
+    size_t held = options.clear ? s3m_store_count(ctl->store, ctl->key_prefix) : 0;
     rc = s3m_format_import_backup(ctl->store, dir, &options, &report, &r->error);
     r->counts_json = s3m_import_report_json(&report);
     if (options.clear)

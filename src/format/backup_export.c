@@ -46,6 +46,7 @@ struct export_state {
     char *current_path;           /* owned */
     struct fmt_out out;
     size_t skipped;
+    size_t seen;                  /* keys under key_prefix + "resource=" */
     size_t records;
     char **created;               /* paths written, for clean-up */
     size_t created_count;
@@ -268,6 +269,7 @@ static int export_record(void *arg, const char *key,
     json_t *record, *existing;
     int rc;
 
+    state->seen++;
     kind = parse_key(key + state->prefix_len, &name, &name_len, &id, &id_len);
     if (kind == KEY_OTHER)
         return 0;
@@ -528,8 +530,7 @@ int s3m_format_export_backup(struct s3m_store *store, const char *dir,
     rc = state.rc;
     if (rc)
         goto out;
-    outside = s3m_store_count(snapshot, key_prefix) -
-              s3m_store_count(snapshot, prefix);
+    outside = s3m_store_count(snapshot, key_prefix) - state.seen;
     s3m_store_free(snapshot);
     snapshot = NULL;
     for (size_t i = 0; i < state.stat_count; i++)

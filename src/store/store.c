@@ -949,7 +949,7 @@ static struct s3m_object *restore_changes(struct s3m_store *store,
         bool differ = c != 0 || !same_object(a, b);
         bool copied = c >= 0 && next_copy < count &&
                       strcmp(object_key(copies[next_copy]), object_key(b)) == 0;
-        bool replace = differ ? c < 0 || copied : copied;
+        bool replace = c < 0 || copied;  /* c < 0: a key source lacks */
         if (differ && changed && changed(ctx, c <= 0 ? object_key(a) : object_key(b)) != 0)
             changed = NULL;
         if (replace && c <= 0) {

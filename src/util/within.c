@@ -37,19 +37,16 @@ static void pop(char *done)
         *slash = '\0';
 }
 
-/* Puts link's target in front of rest (both in todo's buffer). */
-static bool splice_link(const char *target, const char *rest, char *todo,
+/* Makes todo "target/rest", where rest points into todo itself. */
+static bool splice_link(const char *target, char *todo, const char *rest,
                         size_t todo_size)
 {
-    char joined[PATH_MAX * 2];
     size_t target_len = strlen(target), rest_len = strlen(rest);
-    if (target_len + 1 + rest_len + 1 > sizeof(joined) ||
-        target_len + 1 + rest_len + 1 > todo_size)
+    if (target_len + 1 + rest_len + 1 > todo_size)
         return false;
-    memcpy(joined, target, target_len);
-    joined[target_len] = '/';
-    memcpy(joined + target_len + 1, rest, rest_len + 1);
-    memcpy(todo, joined, target_len + 1 + rest_len + 1);
+    memmove(todo + target_len + 1, rest, rest_len + 1);
+    memcpy(todo, target, target_len);
+    todo[target_len] = '/';
     return true;
 }
 
@@ -106,9 +103,7 @@ bool s3m_path_within(const char *path, const char *root)
             done[0] = '\0';
         else
             pop(done);
-        char rest_copy[PATH_MAX * 2];
-        strcpy(rest_copy, rest);
-        if (!splice_link(link, rest_copy, todo, sizeof(todo)))
+        if (!splice_link(link, todo, rest, sizeof(todo)))
             return true;
         next = todo;
     }
