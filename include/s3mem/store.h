@@ -169,6 +169,8 @@ struct s3m_object_info {
     uint32_t mode;             /* permission bits and S_IFREG/S_IFDIR kind */
     uint32_t uid;
     uint32_t gid;
+    bool attached;             /* in the store (false: deleted or replaced
+                                * while a handle or pin held it) */
     struct s3m_meta *meta;     /* new reference, may be NULL (= empty) */
 };
 void s3m_object_info_release(struct s3m_object_info *info);
@@ -442,5 +444,28 @@ int s3m_object_etag(struct s3m_store *store, struct s3m_object *obj,
                     char out[33]);
 /* True while the object is still in the store (not deleted or replaced). */
 bool s3m_object_attached(struct s3m_store *store, struct s3m_object *obj);
+/* Copies obj's current key (NUL-ended) into out; its length, or
+ * -ENAMETOOLONG when cap is too small. */
+int s3m_object_key(struct s3m_store *store, struct s3m_object *obj, char *out,
+                   size_t cap);
+/* True when something besides the store and its pins holds obj (an open
+ * handle, or a request in flight). */
+bool s3m_object_held(struct s3m_store *store, struct s3m_object *obj);
+
+/* ---- pins: holds by number (the FUSE layer's inode numbers, counted as
+ * the kernel's lookups; see pins.c). A pinned object stays valid, attached
+ * or not, until its pins are dropped; it does not count as open (restore
+ * keeps an unchanged pinned object in place). */
+/* Adds one pin; *first says whether it was the first. -ENOMEM (no room in
+ * the pin table) or -EOVERFLOW leave it unpinned. */
+int s3m_object_pin(struct s3m_store *store, struct s3m_object *obj, bool *first);
+/* Drops count pins (all when count exceeds them); true when that dropped
+ * the last one (obj may be freed then: do not touch it). */
+bool s3m_object_unpin(struct s3m_store *store, struct s3m_object *obj,
+                      uint64_t count);
+/* Objects pinned now. */
+size_t s3m_store_pinned(struct s3m_store *store);
+/* Drops every pin (the outside layer is going away). s3m_store_free does it. */
+void s3m_store_unpin_all(struct s3m_store *store);
 
 #endif

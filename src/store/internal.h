@@ -55,6 +55,10 @@ struct s3m_object {
     uint32_t gid;                  /* guarded by store lock */
     uint32_t hash;                 /* guarded by store lock: xxh3 of key, low
                                     * 32 bits */
+    atomic_uint pins;              /* outside holds by number (pins.c); written
+                                    * under store->pins.lock */
+    uint32_t pin_slot;             /* guarded by store->pins.lock: index in
+                                    * pins.items while pins > 0 */
     struct s3m_object *hash_next;  /* guarded by store lock */
     struct s3m_object *forward[];  /* guarded by store lock: skiplist links;
                                     * the key (or its address) follows them */
@@ -73,8 +77,19 @@ static inline char *object_key(const struct s3m_object *obj)
     return owned;
 }
 
+/* The pinned objects of a store (pins.c), so that the holds an outside
+ * layer never dropped are released with the store. */
+struct pin_table {
+    pthread_mutex_t lock;          /* guards this table, every object's
+                                    * pin_slot, and changes of pins */
+    struct s3m_object **items;     /* owned array; each holds one reference */
+    uint32_t count;
+    uint32_t cap;
+};
+
 struct s3m_store {
     pthread_rwlock_t lock;
+    struct pin_table pins;            /* its own lock, taken inside none */
     struct s3m_store_config config;   /* immutable after new */
     char *bucket;                     /* owned; config.bucket points here */
     struct s3m_object **buckets;      /* guarded by lock: hash table */
@@ -163,6 +178,11 @@ void body_etag(struct s3m_body *body, char out[33]);
 /* Drops the index's reference of every object of a detached list
  * (forward[0]) and frees its old hash table. */
 void objects_release(struct s3m_object *first, struct s3m_object **buckets);
+
+/* ---- pins.c */
+void pins_init(struct pin_table *pins);
+/* Frees the table; s3m_store_unpin_all released its objects first. */
+void pins_release(struct pin_table *pins);
 /* True when growth more bytes of bodies would pass config's max_memory,
  * once what the reaper holds is freed. */
 bool memory_over(const struct s3m_store_config *config, uint64_t growth);

@@ -200,3 +200,23 @@ bool s3m_object_attached(struct s3m_store *store, struct s3m_object *obj)
     store_unlock(store);
     return attached;
 }
+
+int s3m_object_key(struct s3m_store *store, struct s3m_object *obj, char *out,
+                   size_t cap)
+{
+    store_read_lock(store);
+    size_t len = obj->key_len;
+    if (len < cap)
+        memcpy(out, object_key(obj), len + 1);
+    store_unlock(store);
+    return len < cap ? (int)len : -ENAMETOOLONG;
+}
+
+bool s3m_object_held(struct s3m_store *store, struct s3m_object *obj)
+{
+    store_read_lock(store);
+    unsigned refs = atomic_load_explicit(&obj->refcount, memory_order_acquire);
+    unsigned own = (obj->attached ? 1u : 0u) + (atomic_load(&obj->pins) ? 1u : 0u);
+    store_unlock(store);
+    return refs > own;
+}

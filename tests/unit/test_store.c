@@ -2747,6 +2747,177 @@ out:
     s3m_store_free(store);
 }
 
+/* Pins (the FUSE layer's inode numbers): an object stays valid while
+ * pinned, out of the store or not; pins do not make it open to a restore;
+ * the store releases the pins nobody dropped. */
+static void test_pins(void)
+{
+    struct s3m_store *store = store_plain();
+    int rc;
+    bool first = false;
+    CHECK_INT(s3m_store_put(store, "a", "1", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "kept", "2", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "left", "3", 1, NULL, 0), 0);
+    struct s3m_object *a = s3m_store_open(store, "a", &rc);
+    struct s3m_object *kept = s3m_store_open(store, "kept", &rc);
+    struct s3m_object *left = s3m_store_open(store, "left", &rc);
+    CHECK(a && kept && left);
+    if (!a || !kept || !left)
+        goto out;
+    CHECK_INT(s3m_object_pin(store, a, &first), 0);
+    CHECK(first);
+    CHECK_INT(s3m_object_pin(store, a, &first), 0);
+    CHECK(!first);
+    CHECK_INT(s3m_object_pin(store, kept, &first), 0);
+    CHECK_INT(s3m_object_pin(store, left, &first), 0);
+    CHECK_INT((int)s3m_store_pinned(store), 3);
+    CHECK(s3m_object_held(store, a));          /* our open reference */
+    s3m_object_unref(a);
+    s3m_object_unref(kept);
+    s3m_object_unref(left);
+    CHECK(!s3m_object_held(store, a));         /* the store and its pins */
+
+    struct s3m_store *snap = s3m_store_snapshot(store);
+    CHECK(snap != NULL);
+    CHECK_INT(s3m_store_delete(store, "a"), 0);
+    CHECK(!s3m_object_attached(store, a));
+    CHECK(!s3m_object_held(store, a));
+    struct s3m_object_info info;
+    CHECK_INT(s3m_object_head(store, a, &info), 0); /* still valid: pinned */
+    CHECK_INT((int)info.size, 1);
+    s3m_object_info_release(&info);
+    char key[8];
+    CHECK_INT(s3m_object_key(store, a, key, sizeof(key)), 1);
+    CHECK_STR(key, "a");
+    CHECK_INT(s3m_object_key(store, a, key, 1), -ENAMETOOLONG);
+
+    /* a restore keeps an unchanged pinned object in place */
+    if (snap)
+        CHECK_INT(s3m_store_restore(store, snap, NULL, NULL), 0);
+    CHECK(s3m_object_attached(store, kept));
+    CHECK(key_holds(store, "a", "1", 1));      /* a copy came back */
+
+    CHECK(!s3m_object_unpin(store, a, 1));     /* one pin left */
+    CHECK_INT((int)s3m_store_pinned(store), 3);
+    CHECK(s3m_object_unpin(store, a, 5));      /* the last: a is freed */
+    CHECK_INT((int)s3m_store_pinned(store), 2);
+    CHECK(s3m_object_unpin(store, kept, 1));
+    CHECK_INT((int)s3m_store_pinned(store), 1);
+    s3m_store_free(snap);
+out:
+    s3m_store_free(store);                     /* drops left's pin */
+}
+
+/* Many pinned objects, every other one changed, kept through a swap: the
+ * index (hash table and skiplist at every level) finds each kept object
+ * by its key, and lists the keys in order. */
+static void test_swap_keeps_many_pinned(void)
+{
+    enum { COUNT = 2000 };
+    struct s3m_store *store = store_plain(), *source = store_plain();
+    struct s3m_put_attrs when = {.mtime_ns = INT64_C(1700000000000000000)};
+    static struct s3m_object *obj[COUNT];
+    char key[32];
+    bool first;
+    int rc, bad = 0;
+    for (int i = 0; i < COUNT; i++) {
+        snprintf(key, sizeof(key), "k%05d", i);
+        CHECK_INT(s3m_store_put(store, key, "x", 1, &when, 0), 0);
+        CHECK_INT(s3m_store_put(source, key, i % 2 ? "y" : "x", 1, &when, 0), 0);
+        obj[i] = s3m_store_open(store, key, &rc);
+        if (obj[i] && s3m_object_pin(store, obj[i], &first) == 0)
+            s3m_object_unref(obj[i]);
+        else
+            bad++;
+    }
+    CHECK_INT(bad, 0);
+    s3m_store_swap_in(store, source, S3M_KEEP_SAME_BYTES, NULL, NULL);
+    for (int i = 0; i < COUNT && !bad; i++) {
+        snprintf(key, sizeof(key), "k%05d", i);
+        struct s3m_object *now = s3m_store_open(store, key, &rc);
+        bad += !now || (now == obj[i]) != (i % 2 == 0) ||
+               !key_holds(store, key, i % 2 ? "y" : "x", 1);
+        s3m_object_unref(now);
+    }
+    CHECK_INT(bad, 0);
+    struct s3m_list_result list = {0};
+    struct s3m_list_request request = {.max_keys = COUNT + 1};
+    CHECK_INT(s3m_store_list(store, &request, &list), 0);
+    for (size_t i = 0; i < list.key_count; i++) {
+        snprintf(key, sizeof(key), "k%05zu", i);
+        bad += strcmp(list.keys[i], key) != 0;
+    }
+    CHECK_INT((int)list.key_count, COUNT);
+    CHECK_INT(bad, 0);
+    s3m_list_result_release(&list);
+    s3m_store_free(source);
+    s3m_store_free(store);
+}
+
+/* A swap keeps a pinned object the kernel knows (not open) itself when
+ * the incoming one is equal, so its inode stays valid; an open one, or a
+ * changed one, is replaced. Restore by swap (most keys changed) likewise
+ * keeps pinned objects it leaves unchanged. */
+static void test_swap_keeps_pinned(void)
+{
+    struct s3m_store *store = store_plain(), *source = store_plain();
+    struct s3m_put_attrs when = {.mtime_ns = INT64_C(1700000000000000000)};
+    const char *keys[] = {"a", "b-open", "c-changed", "d-plain", "e-pinned"};
+    struct s3m_object *obj[5] = {NULL};
+    bool first;
+    int rc;
+    for (int i = 0; i < 5; i++) {
+        CHECK_INT(s3m_store_put(store, keys[i], "x", 1, &when, 0), 0);
+        CHECK_INT(s3m_store_put(source, keys[i], i == 2 ? "y" : "x", 1, &when, 0), 0);
+        obj[i] = s3m_store_open(store, keys[i], &rc);
+        CHECK(obj[i] != NULL);
+        if (!obj[i])
+            goto out;
+        if (i != 3)
+            CHECK_INT(s3m_object_pin(store, obj[i], &first), 0);
+        if (i != 1)
+            s3m_object_unref(obj[i]);  /* b-open stays open */
+    }
+    struct seen_keys seen = {0};
+    s3m_store_swap_in(store, source, S3M_KEEP_SAME_BYTES, see_key, &seen);
+    CHECK_STR(seen.text, "c-changed ");
+    CHECK(s3m_object_attached(store, obj[0]));
+    CHECK(!s3m_object_attached(store, obj[1]));     /* open: replaced */
+    CHECK(!s3m_object_attached(store, obj[2]));     /* changed: replaced */
+    CHECK(s3m_object_attached(store, obj[4]));
+    CHECK(key_holds(store, "a", "x", 1));
+    CHECK(key_holds(store, "c-changed", "y", 1));
+    CHECK(list_is(store, NULL, 0, NULL,
+                  "k:a\nk:b-open\nk:c-changed\nk:d-plain\nk:e-pinned\n"));
+    struct s3m_store_stats stats;
+    s3m_store_stats(store, &stats);
+    CHECK_INT((int)stats.object_count, 5);
+    CHECK_INT((int)stats.total_size, 5);
+
+    /* restore by swap (more keys differ than restore changes in place):
+     * every key but e-pinned changes, and 100 are added */
+    struct s3m_store *snap = s3m_store_snapshot(store);
+    CHECK(snap != NULL);
+    for (int i = 0; snap && i < 4; i++)
+        CHECK_INT(s3m_store_put(store, keys[i], "zz", 2, &when, 0), 0);
+    for (int i = 0; snap && i < 100; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "new%d", i);
+        CHECK_INT(s3m_store_put(store, key, "n", 1, &when, 0), 0);
+    }
+    if (snap)
+        CHECK_INT(s3m_store_restore(store, snap, NULL, NULL), 0);
+    CHECK(s3m_object_attached(store, obj[4]));
+    CHECK(!s3m_object_attached(store, obj[0]));
+    CHECK(key_holds(store, "a", "x", 1));
+    CHECK_INT(s3m_store_head(store, "new7", NULL), -ENOENT);
+    s3m_store_free(snap);
+    s3m_object_unref(obj[1]);
+out:
+    s3m_store_free(source);
+    s3m_store_free(store);
+}
+
 static void test_restore_reports_changes(void)
 {
     struct s3m_store *store = store_plain();
@@ -2880,6 +3051,9 @@ int main(void)
     RUN(test_put_attrs);
     RUN(test_restore_reports_changes);
     RUN(test_restore_in_place);
+    RUN(test_pins);
+    RUN(test_swap_keeps_pinned);
+    RUN(test_swap_keeps_many_pinned);
     RUN(test_keys);
     RUN(test_etag_random_writes);
     RUN(test_chunk_file);
