@@ -54,9 +54,8 @@ int fs_stat_file(struct s3m_fs *fs, const struct fs_key *key, struct stat *st)
     return 0;
 }
 
-/* fs_stat_dir without the link count (left at 2). */
-static int dir_attrs(struct s3m_fs *fs, const struct fs_key *dir_key,
-                     struct stat *st)
+int fs_dir_attrs(struct s3m_fs *fs, const struct fs_key *dir_key,
+                 struct stat *st)
 {
     struct s3m_object_info info;
     if (dir_key->len == fs->key_prefix_len) {
@@ -99,7 +98,7 @@ nlink_t fs_dir_links(struct s3m_fs *fs, const struct fs_key *dir_key)
 
 int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st)
 {
-    int rc = dir_attrs(fs, dir_key, st);
+    int rc = fs_dir_attrs(fs, dir_key, st);
     if (rc == 0)
         st->st_nlink = fs_dir_links(fs, dir_key);
     return rc;

@@ -89,17 +89,23 @@ static bool known_ghost(struct s3m_fs *fs, fuse_ino_t parent, const char *name)
     return ghost;
 }
 
-/* Stats whatever (file or directory) key names; sets *is_dir. */
+/* Stats whatever (file or directory) key names; sets *is_dir, and *obj
+ * (a new reference) for a file of the live store. */
 static int stat_key(struct s3m_fs *fs, struct fs_key *key, bool *is_dir,
-                    struct stat *st)
+                    struct stat *st, struct s3m_object **obj)
 {
     int kind = fs_kind_of(fs, key);
     if (kind == 0)
         return -ENOENT;
     *is_dir = kind == S_IFDIR;
+    int rc = 0;
+    if (!*is_dir && !key->readonly)
+        *obj = fs_open_file(key, st, &rc);
+    else if (!*is_dir)
+        rc = fs_stat_file(fs, key, st);
     if (!*is_dir)
-        return fs_stat_file(fs, key, st);
-    int rc = key_append(key, "", 0, true);
+        return rc;
+    rc = key_append(key, "", 0, true);
     return rc ? rc : fs_stat_dir(fs, key, st);
 }
 
@@ -113,6 +119,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     size_t len = strlen(name);
     struct fs_key key;
     struct stat st;
+    struct s3m_object *obj = NULL;
     bool is_dir = false;
     int rc = len > S3M_NAME_MAX ? -ENAMETOOLONG : 0;
     if (rc == 0 && !s3m_path_segment_ok(name, len))
@@ -120,7 +127,12 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0)
         rc = child_key(fs, parent, name, &key);
     if (rc == 0)
-        rc = stat_key(fs, &key, &is_dir, &st);
+        rc = stat_key(fs, &key, &is_dir, &st, &obj);
+    if (obj) {
+        fs_reply_file_entry(fs, req, obj, &st);
+        s3m_object_unref(obj);
+        return;
+    }
     if (rc == -ENOENT && known_ghost(fs, parent, name)) {
         fs_stat_implicit_dir(fs, &st);
         is_dir = true;
@@ -136,6 +148,11 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    if (ino_is_object(ino)) {
+        fs_unpin(fs, ino, nlookup);
+        fuse_reply_none(req);
+        return;
+    }
     pthread_mutex_lock(&fs->lock);
     struct fs_node *node = node_by_ino(fs, ino);
     if (node)
@@ -148,6 +165,9 @@ void fs_op_forget_multi(fuse_req_t req, size_t count,
                         struct fuse_forget_data *forgets)
 {
     struct s3m_fs *fs = fuse_req_userdata(req);
+    for (size_t i = 0; i < count; i++)
+        if (ino_is_object(forgets[i].ino))
+            fs_unpin(fs, forgets[i].ino, forgets[i].nlookup);
     pthread_mutex_lock(&fs->lock);
     for (size_t i = 0; i < count; i++) {
         struct fs_node *node = node_by_ino(fs, forgets[i].ino);
@@ -168,7 +188,7 @@ int fs_prepare_new(struct s3m_fs *fs, fuse_ino_t parent, const char *name,
     pthread_mutex_unlock(&fs->lock);
     if (rc)
         return rc;
-    if (fs_stat_dir(fs, key, pst)) {
+    if (fs_dir_attrs(fs, key, pst)) {
         if (!fs_ghost(fs, parent))
             return -ENOENT; /* the parent vanished */
         fs_stat_implicit_dir(fs, pst); /* a new entry brings it back */
@@ -322,8 +342,9 @@ static int rename_dir(struct s3m_fs *fs, struct fs_key *src, struct fs_key *dst,
     return s3m_store_move_prefix(src->store, src->text, dst->text, NULL);
 }
 
+/* Renames src to dst; *src_kind receives what src was. */
 static int rename_keys(struct s3m_fs *fs, struct fs_key *src, struct fs_key *dst,
-                       unsigned flags)
+                       unsigned flags, int *src_kind_out)
 {
     bool noreplace = flags & RENAME_NOREPLACE;
     if (src->readonly || dst->readonly)
@@ -332,6 +353,7 @@ static int rename_keys(struct s3m_fs *fs, struct fs_key *src, struct fs_key *dst
         return -EXDEV;
     int src_kind = fs_kind_of(fs, src);
     int dst_kind = fs_kind_of(fs, dst);
+    *src_kind_out = src_kind;
     if (src_kind == 0)
         return -ENOENT;
     if (src_kind == S_IFDIR)
@@ -357,6 +379,7 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
         return;
     }
     size_t newlen = strlen(newname);
+    int src_kind = 0;
     pthread_mutex_lock(&fs->lock);
     struct fs_node *from = node_by_ino(fs, parent);
     struct fs_node *to = node_by_ino(fs, newparent);
@@ -370,10 +393,12 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     if (rc == 0)
         rc = key_append(&dst, newname, newlen, false);
     if (rc == 0)
-        rc = rename_keys(fs, &src, &dst, flags);
+        rc = rename_keys(fs, &src, &dst, flags, &src_kind);
     if (rc == 0) {
+        /* a file of the live store has no node: its object moved */
         struct fs_node *replaced = node_find(fs, to, newname, newlen);
-        struct fs_node *moved = node_find(fs, from, name, strlen(name));
+        struct fs_node *moved = src_kind == S_IFDIR
+                              ? node_find(fs, from, name, strlen(name)) : NULL;
         if (replaced && replaced != moved)
             node_unlink(fs, replaced);
         if (moved)

@@ -60,6 +60,8 @@ static int stat_ino(struct s3m_fs *fs, fuse_ino_t ino, struct fs_file *file,
         s3m_object_head(file->store, file->obj, &info);
         fs_stat_from_info(&info, false, st);
         s3m_object_info_release(&info);
+    } else if (ino_is_object(ino)) {
+        return fs_stat_object(fs, ino, st);
     } else {
         struct fs_key key;
         bool is_dir = false;
@@ -163,6 +165,10 @@ static struct s3m_object *setattr_target(struct s3m_fs *fs, fuse_ino_t ino,
         *rc = file->readonly ? -EROFS : 0;
         return *rc ? NULL : s3m_object_ref(file->obj);
     }
+    if (ino_is_object(ino)) {
+        *store = fs->store;
+        return fs_file_object(fs, ino, rc);
+    }
     struct fs_key key;
     bool is_dir = false;
     *rc = ino_key(fs, ino, &key, &is_dir);
@@ -256,18 +262,35 @@ static void file_destroy(struct fs_handle *handle)
     free(file);
 }
 
+void fs_files_replaced(struct s3m_fs *fs,
+                       void (*fn)(void *ctx, const char *key), void *ctx)
+{
+    char key[S3M_KEY_MAX + 1];
+    for (struct fs_handle *h = fs->handles.next; h != &fs->handles; h = h->next) {
+        struct fs_file *file = (struct fs_file *)h;
+        if (h->destroy != file_destroy || !file->obj || file->store != fs->store ||
+            s3m_object_attached(fs->store, file->obj))
+            continue;
+        if (s3m_object_key(fs->store, file->obj, key, sizeof(key)) >= 0)
+            fn(ctx, key);
+    }
+}
+
 void fs_file_track(struct s3m_fs *fs, struct fs_file *file)
 {
     file->fs = fs;
     fs_handle_track(fs, &file->handle, file_destroy);
 }
 
-/* Counts the handle in ino's node (see node_opened) and tracks it. */
+/* Counts the handle in ino's node (see node_opened; a file of the live
+ * store has none: its inode is the object the handle holds) and tracks
+ * it. */
 static void file_attach(struct s3m_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fs_file *file = file_of(fi);
-    file->ino = ino;
-    node_opened(fs, ino, file->obj);
+    file->ino = ino_is_object(ino) ? 0 : ino;
+    if (file->ino)
+        node_opened(fs, ino, file->obj);
     fs_file_track(fs, file);
 }
 
@@ -291,12 +314,19 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fs_control_open(req, ino, fi);
         return;
     }
-    struct fs_key key;
+    struct fs_key key = {.store = fs->store};
     bool is_dir = false;
-    int rc = ino_key(fs, ino, &key, &is_dir);
-    if (rc == 0 && is_dir)
-        rc = -EISDIR;
-    struct s3m_object *obj = rc ? NULL : s3m_store_open(key.store, key.text, &rc);
+    int rc = 0;
+    struct s3m_object *obj = NULL;
+    if (ino_is_object(ino)) {
+        obj = fs_file_object(fs, ino, &rc);
+    } else {
+        rc = ino_key(fs, ino, &key, &is_dir);
+        if (rc == 0 && is_dir)
+            rc = -EISDIR;
+        if (rc == 0)
+            obj = s3m_store_open(key.store, key.text, &rc);
+    }
     if (obj)
         rc = file_open(&key, obj, fi, fs->timeout > 0);
     if (rc) {
@@ -328,30 +358,21 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
         rc = file_open(&key, obj, fi, fs->timeout > 0);
     if (rc == 0 && (rc = stat_ino(fs, 0, file_of(fi), &st)) != 0)
         fs_file_close(fi);
+    fuse_ino_t ino = 0;
+    if (rc == 0 && (ino = fs_pin(fs, file_of(fi)->obj, &rc)) == 0)
+        fs_file_close(fi);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
     }
-    pthread_mutex_lock(&fs->lock);
-    struct fs_node *pnode = node_by_ino(fs, parent);
-    struct fs_node *node = pnode ? node_lookup(fs, pnode, name, strlen(name), false)
-                                 : NULL;
-    pthread_mutex_unlock(&fs->lock);
-    if (!node) {
-        fs_file_close(fi);
-        fuse_reply_err(req, pnode ? ENOMEM : ENOENT);
-        return;
-    }
-    file_attach(fs, node_ino(node), fi);
+    file_attach(fs, ino, fi);
     fs_touch_dir(fs, parent);
-    struct fuse_entry_param entry = {.ino = node_ino(node), .attr = st,
+    struct fuse_entry_param entry = {.ino = ino, .attr = st,
                                      .attr_timeout = fs->timeout,
                                      .entry_timeout = fs->timeout};
-    entry.attr.st_ino = node_ino(node);
+    entry.attr.st_ino = ino;
     if (fuse_reply_create(req, &entry, fi) != 0) {
-        pthread_mutex_lock(&fs->lock);
-        node_forget(fs, node, 1);
-        pthread_mutex_unlock(&fs->lock);
+        fs_unpin(fs, ino, 1);
         fs_file_close(fi);
     }
 }

@@ -56,6 +56,8 @@ void s3m_fs_free(struct s3m_fs *fs)
         handle->destroy(handle);
     }
     nodes_release(fs);
+    if (fs->store)
+        s3m_store_unpin_all(fs->store); /* the kernel forgets nothing at unmount */
     pthread_mutex_destroy(&fs->lock);
     free(fs->key_prefix);
     free(fs->control_dir);
@@ -184,14 +186,14 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
         fs_new_owner(req, &pst, &attrs);
         rc = s3m_store_put(key.store, key.text, NULL, 0, &attrs, S3M_PUT_CREATE);
     }
-    if (rc == 0)
-        rc = fs_stat_file(fs, &key, &st);
+    struct s3m_object *obj = rc ? NULL : fs_open_file(&key, &st, &rc);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
     }
     fs_touch_dir(fs, parent);
-    fs_reply_new_entry(fs, req, parent, name, false, &st);
+    fs_reply_file_entry(fs, req, obj, &st);
+    s3m_object_unref(obj);
 }
 
 static const struct fuse_lowlevel_ops operations = {

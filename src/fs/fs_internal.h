@@ -3,19 +3,29 @@
  *
  * Design note
  * -----------
- * Inodes: a node is a (parent node, name) pair whose inode number is its
- * address, as in libfuse's passthrough examples: no table maps numbers to
- * nodes, which saves 24 bytes a node plus a hash slot. The kernel only sends
- * numbers it holds a lookup of, so a number is valid until the kernel
- * forgets it; after that it may name a new node (tmpfs and ext4 reuse
- * inode numbers too). Code that drops fs->lock must not keep a node or its
- * number it does not pin. A node's key is found by walking its parents, so
- * renaming a directory renames one node and every node below it follows.
- * One hash table (xxhash) finds nodes by (parent, name). The kernel's
- * lookup count is kept per node; a node is freed when the kernel has
- * forgotten it (count 0), no handle has it open and no child node refers to
- * it. Root (inode 1) is pinned. A node keeps its name in its own
- * allocation (node_name).
+ * Inodes: a file of the live store is known to the kernel by its store
+ * object: its inode number is the object's address with the low bit set
+ * (files.c). The kernel's lookups of it are the object's pins (the store's
+ * pins.c), which keep the object alive until the kernel forgets them, so a
+ * file costs the daemon nothing beyond its object. A renamed file keeps its
+ * object (the store re-keys it), so it keeps its inode; a replaced one
+ * (restore, load, import) is a new object, so its name leads to a new inode
+ * and its pages go with the old one. An object no longer in the store that
+ * no handle holds answers ESTALE: the kernel then looks the name up again.
+ *
+ * Everything else (directories, the control tree, snapshot views) is a
+ * node: a (parent node, name) pair whose inode number is its address, as
+ * in libfuse's passthrough examples (node and object addresses are even).
+ * The kernel only sends numbers it holds a lookup of, so a number is valid
+ * until the kernel forgets it; after that it may name a new node (tmpfs
+ * and ext4 reuse inode numbers too). Code that drops fs->lock must not keep
+ * a node or its number it does not pin. A node's key is found by walking
+ * its parents, so renaming a directory renames one node and every node
+ * below it follows. One hash table (xxhash) finds nodes by (parent, name).
+ * The kernel's lookup count is kept per node; a node is freed when the
+ * kernel has forgotten it (count 0), no handle has it open and no child
+ * node refers to it. Root (inode 1) is pinned. A node keeps its name in
+ * its own allocation (node_name).
  *
  * Nodes hold no object data: attributes come from the store at each request,
  * so a change behind the kernel's back (restore, load) is seen by the next
@@ -111,6 +121,23 @@ static inline fuse_ino_t node_ino(const struct fs_node *node)
     return node->parent ? (fuse_ino_t)(uintptr_t)node : FS_ROOT_INO;
 }
 
+/* A file of the live store: its object's address with the low bit set
+ * (see the design note; root is 1, nodes are even). */
+static inline bool ino_is_object(fuse_ino_t ino)
+{
+    return (ino & 1) && ino != FS_ROOT_INO;
+}
+
+static inline struct s3m_object *ino_object(fuse_ino_t ino)
+{
+    return ino_is_object(ino) ? (struct s3m_object *)(uintptr_t)(ino - 1) : NULL;
+}
+
+static inline fuse_ino_t object_ino(const struct s3m_object *obj)
+{
+    return (fuse_ino_t)(uintptr_t)obj | 1;
+}
+
 /* Every open file and directory handle is on a list, so that the ones the
  * kernel never released (the daemon stopped with files open) are freed at
  * exit. */
@@ -186,14 +213,40 @@ struct fs_key {
 /* ---- file.c: handle lifetime shared with control.c */
 /* Puts a new file handle on fs's list (see struct fs_handle). */
 void fs_file_track(struct s3m_fs *fs, struct fs_file *file);
+/* Calls fn with the key of each open file of the live store whose object
+ * is no longer in it (fs->lock held): replaced or removed while open. */
+void fs_files_replaced(struct s3m_fs *fs,
+                       void (*fn)(void *ctx, const char *key), void *ctx);
 /* Frees fi's file handle (untracks it, closes it in its node). */
 void fs_file_close(struct fuse_file_info *fi);
+
+/* ---- files.c: inodes of the live store's files (see the design note) */
+/* Opens the file key of the live store and fills st from it: a new
+ * reference, or NULL with *rc set. */
+struct s3m_object *fs_open_file(const struct fs_key *key, struct stat *st,
+                                int *rc);
+/* Counts one kernel lookup of obj (pins it): its inode number, or 0 with
+ * *rc set. */
+fuse_ino_t fs_pin(struct s3m_fs *fs, struct s3m_object *obj, int *rc);
+/* The kernel forgot count lookups of a file inode. */
+void fs_unpin(struct s3m_fs *fs, fuse_ino_t ino, uint64_t count);
+/* The object of a file inode, as a new reference: while it is in the
+ * store, or out of it but held open (an unlinked or replaced open file).
+ * NULL with -ESTALE otherwise. */
+struct s3m_object *fs_file_object(struct s3m_fs *fs, fuse_ino_t ino, int *rc);
+/* Attributes of a file inode (nlink 0 once out of the store). */
+int fs_stat_object(struct s3m_fs *fs, fuse_ino_t ino, struct stat *st);
+/* Replies to an entry request with obj's inode and st, pinning it (undone
+ * when the reply fails). */
+void fs_reply_file_entry(struct s3m_fs *fs, fuse_req_t req,
+                         struct s3m_object *obj, const struct stat *st);
 
 /* ---- nodes.c (callers hold fs->lock unless a function says it takes it) */
 int nodes_init(struct s3m_fs *fs);
 void nodes_release(struct s3m_fs *fs);
 /* The node of a number the kernel sent (see node_ino): no lookup, so the
- * number must be one the kernel holds; NULL only for 0. */
+ * number must be one the kernel holds; NULL for 0 and for a file of the
+ * live store (ino_is_object). */
 struct fs_node *node_by_ino(struct s3m_fs *fs, fuse_ino_t ino);
 /* Finds or makes the node for (parent, name) of the given kind and counts
  * one lookup. A node of the other kind is unlinked and replaced. NULL on
@@ -237,6 +290,10 @@ int fs_kind_of(struct s3m_fs *fs, const struct fs_key *key);
  * -ENOENT when it no longer exists. */
 int fs_stat_file(struct s3m_fs *fs, const struct fs_key *key, struct stat *st);
 int fs_stat_dir(struct s3m_fs *fs, const struct fs_key *dir_key, struct stat *st);
+/* fs_stat_dir without the link count (left at 2), which walks the
+ * directory's entries: for callers that need only its mode and owner. */
+int fs_dir_attrs(struct s3m_fs *fs, const struct fs_key *dir_key,
+                 struct stat *st);
 /* A directory's st_nlink: 2 + its subdirectories (at the root, the control
  * directory too), or 1 when it has too many entries to count quickly. */
 nlink_t fs_dir_links(struct s3m_fs *fs, const struct fs_key *dir_key);

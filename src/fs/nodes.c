@@ -92,6 +92,8 @@ struct fs_node *node_by_ino(struct s3m_fs *fs, fuse_ino_t ino)
 {
     if (ino == FS_ROOT_INO)
         return fs->root;
+    if (ino_is_object(ino))
+        return NULL; /* a file of the live store: files.c */
     return (struct fs_node *)(uintptr_t)ino;
 }
 

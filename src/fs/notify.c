@@ -5,22 +5,25 @@
  * With entry/attribute timeouts above 0 and keep_cache, the kernel would go
  * on showing the old state. So the command, before it replies, hands the
  * keys that changed (the control plane diffs the store before and after) to
- * the notifier thread and waits for it. For each changed key that the
- * kernel knows (its node exists) the thread sends
- * fuse_lowlevel_notify_inval_entry and _inval_inode, or only _inval_inode
- * for a file that is still a file (same name, same node); a directory of its path
- * that no longer exists is invalidated too (the kernel then drops all it
- * cached below it). A directory whose marker changed but which still exists
- * only has its attributes dropped: dropping its entry would throw away
+ * the notifier thread and waits for it. A changed file key is a new object
+ * (no command changes an object in place), so its name must lead to a new
+ * inode: for each whose
+ * directory the kernel knows (its node exists) the thread sends
+ * fuse_lowlevel_notify_inval_entry, and the kernel drops the old inode,
+ * and its pages, with its last name. A directory of its path that no
+ * longer exists is invalidated too (the kernel then drops all it cached
+ * below it). A directory whose marker changed but which still exists only
+ * has its attributes dropped: dropping its entry would throw away
  * everything cached below it (169 ms for 20,000 cached files). The cost
  * follows the number of changes, not the size of the store.
  *
  * When most of what the kernel knows changed (or too many keys changed to
  * list), one cache epoch (Linux 6.16) replaces the notes: every name the
- * kernel cached is looked up again at its next use, and file nodes leave
- * the name table first, so that each lookup gives a new inode. On an older
- * kernel the root's entries are invalidated instead: the kernel drops each
- * with everything below it (d_invalidate).
+ * kernel cached is looked up again at its next use. On an older kernel the
+ * root's entries are invalidated instead: the kernel drops each directory
+ * with everything below it (d_invalidate); a file at the top level keeps
+ * its cached attributes until they time out, and its next open or lookup
+ * past them meets ESTALE (files.c) and looks the name up again.
  *
  * Notifications are sent from that thread, never from a handler and never
  * with fs->lock held, as libfuse requires. The wait is bounded
@@ -46,8 +49,9 @@
  * call for it): no payload; every dentry the kernel cached before it fails
  * its next revalidation, so the next path walk looks each name up again.
  * Older kernels refuse the code with EINVAL. From EPOCH_MIN changed keys,
- * when they are at least half of the nodes the kernel knows, one epoch
- * replaces a note per key (3-4 us each, 36-83 ms for 20,000). */
+ * when they are at least half of the inodes the kernel knows (its nodes and
+ * pinned files), one epoch replaces a note per key (3-4 us each, 36-83 ms
+ * for 20,000). */
 #define NOTIFY_INC_EPOCH 8
 #define EPOCH_MIN 512
 
@@ -63,7 +67,7 @@ struct note_header {
 
 struct entry_note {
     fuse_ino_t parent;             /* 0: no entry, only the inode */
-    fuse_ino_t ino;
+    fuse_ino_t ino;                /* 0 for a file key: only the entry */
     char *name;                    /* owned */
     size_t name_len;
     char *dir_key;                 /* owned: set for directories of a path,
@@ -71,11 +75,7 @@ struct entry_note {
     bool marker;                   /* a directory's own marker changed: its
                                     * attributes always, its entry (which
                                     * drops all below it) only when gone */
-    const char *file_key;          /* borrowed from the command's key list
-                                    * (outlives the notes): set for a file's
-                                    * own key; while it is still a file only
-                                    * its inode (attributes and pages) is
-                                    * dropped, not its entry */
+    bool file;                     /* a file key: its entry always goes */
 };
 
 struct notes {
@@ -84,19 +84,29 @@ struct notes {
     size_t cap;
 };
 
-static void notes_add(struct notes *notes, fuse_ino_t parent, const struct fs_node *node,
-                      const char *dir_key, size_t dir_key_len, bool marker)
+/* A new zeroed note, or NULL (best effort: the kernel's timeout still
+ * applies). */
+static struct entry_note *notes_next(struct notes *notes)
 {
     if (notes->count == notes->cap) {
         size_t cap = notes->cap ? notes->cap * 2 : 64;
         struct entry_note *items = s3m_realloc(notes->items, cap * sizeof(*items));
         if (!items)
-            return; /* best effort: the kernel's timeout still applies */
+            return NULL;
         notes->items = items;
         notes->cap = cap;
     }
-    struct entry_note *note = &notes->items[notes->count];
+    struct entry_note *note = &notes->items[notes->count++];
     memset(note, 0, sizeof(*note));
+    return note;
+}
+
+static void notes_add(struct notes *notes, fuse_ino_t parent, const struct fs_node *node,
+                      const char *dir_key, size_t dir_key_len, bool marker)
+{
+    struct entry_note *note = notes_next(notes);
+    if (!note)
+        return;
     note->parent = parent;
     note->ino = node_ino(node);
     if (node_name(node)) {
@@ -106,7 +116,19 @@ static void notes_add(struct notes *notes, fuse_ino_t parent, const struct fs_no
     if (dir_key)
         note->dir_key = s3m_strndup(dir_key, dir_key_len);
     note->marker = marker;
-    notes->count++;
+}
+
+/* Notes the entry (parent, name) of a changed file key. */
+static void notes_add_file(struct notes *notes, fuse_ino_t parent,
+                           const char *name, size_t len)
+{
+    struct entry_note *note = notes_next(notes);
+    if (!note)
+        return;
+    note->parent = parent;
+    note->name = s3m_strndup(name, len);
+    note->name_len = note->name ? len : 0;
+    note->file = true;
 }
 
 /* Notes the root and its linked children (everything changed). */
@@ -120,42 +142,7 @@ static void note_top_level(struct s3m_fs *fs, struct notes *notes)
                 notes_add(notes, FS_ROOT_INO, node, NULL, 0, false);
 }
 
-/* True when node lies in a read-only snapshot view (whose objects belong
- * to the snapshot's store, which no command replaces). */
-static bool in_snapshot_view(const struct fs_node *node)
-{
-    for (; node; node = node->parent)
-        if (node->kind == NODE_SNAPSHOT_ROOT)
-            return true;
-    return false;
-}
-
-/*
- * An open file whose object the command replaced (restore, load, import
- * and clear put new objects in the store; handles keep the old one) is
- * like a file replaced by rename: its open descriptors go on with the old
- * file, and the name must lead to a new inode. Otherwise the kernel would
- * share one inode, and its pages, between the old file and the new one:
- * a new open could read pages of the old file, or what a descriptor
- * opened before the command wrote after it. So such a node leaves the name
- * table (the next lookup makes a new node) and its entry and pages are
- * dropped. Walks every node: about 0.2 ms for 20,000.
- */
-static void note_replaced_open_files(struct s3m_fs *fs, struct notes *notes)
-{
-    struct node_table *t = &fs->nodes;
-    for (size_t b = 0; b < t->bucket_count; b++)
-        for (struct fs_node *node = t->by_name[b]; node; node = node->name_next) {
-            if (node->kind != NODE_PATH || node->open_count == 0 ||
-                !node->linked || !node->open_obj || in_snapshot_view(node) ||
-                s3m_object_attached(fs->store, node->open_obj))
-                continue;
-            notes_add(notes, node_ino(node->parent), node, NULL, 0, false);
-            node_unlink(fs, node);
-        }
-}
-
-/* Notes what the kernel may cache of key: its node, and the directories of
+/* Notes what the kernel may cache of key: its entry, and the directories of
  * its path (checked later against the store). last_dir[] skips directories
  * the previous (sorted) key already noted. */
 static void note_key(struct s3m_fs *fs, const char *key, struct notes *notes,
@@ -169,19 +156,17 @@ static void note_key(struct s3m_fs *fs, const char *key, struct notes *notes,
     while (*rest) {
         const char *slash = strchr(rest, '/');
         size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+        if (!slash) {               /* the file itself: it has no node */
+            if (len)
+                notes_add_file(notes, node_ino(node), rest, len);
+            return;
+        }
         struct fs_node *child = len ? node_find(fs, node, rest, len) : NULL;
         if (!child)
             return; /* the kernel knows nothing below */
-        bool last = !slash || slash[1] == '\0';
-        if (last && slash) {        /* a directory marker */
+        bool last = slash[1] == '\0';
+        if (last) {                 /* a directory marker */
             notes_add(notes, node_ino(node), child, key, strlen(key), true);
-            return;
-        }
-        if (last) {
-            size_t before = notes->count;
-            notes_add(notes, node_ino(node), child, NULL, 0, false);
-            if (notes->count > before)
-                notes->items[before].file_key = key;
             return;
         }
         if (depth >= DEPTH_MAX || last_dir[depth] != node_ino(child)) {
@@ -196,23 +181,31 @@ static void note_key(struct s3m_fs *fs, const char *key, struct notes *notes,
     }
 }
 
-/* Takes the file nodes out of the name table, but for open ones (a
- * replaced open file left it already; one whose object stayed must keep
- * its inode, which its descriptors write through): the next lookup of each
- * name makes a new node, so the kernel gets a new inode for it, never one
- * with an old file's pages (keep_cache; a changed file may keep its size
- * and mtime). The kernel drops the old inodes anyway: the epoch fails
- * their names, and it keeps no inode without one. Directories keep their
- * nodes: the lookup after the epoch gives the kernel their attributes, and
- * it caches no directory contents. About 0.3 ms for 20,000 nodes. */
-static void unlink_file_nodes(struct s3m_fs *fs)
+struct replaced_ctx {
+    struct s3m_fs *fs;
+    struct notes *notes;
+    fuse_ino_t last_dir[DEPTH_MAX];
+};
+
+static void note_replaced(void *arg, const char *key)
 {
-    struct node_table *t = &fs->nodes;
-    for (size_t b = 0; b < t->bucket_count; b++)
-        for (struct fs_node *node = t->by_name[b]; node; node = node->name_next)
-            if (node->kind == NODE_PATH && !node->is_dir && node->open_count == 0 &&
-                !in_snapshot_view(node))
-                node_unlink(fs, node);
+    struct replaced_ctx *ctx = arg;
+    note_key(ctx->fs, key, ctx->notes, ctx->last_dir);
+}
+
+/*
+ * An open file whose object the command replaced (restore, load, import
+ * and clear put new objects in the store; handles keep the old one) is
+ * like a file replaced by rename: its open descriptors go on with the old
+ * file, and its name must lead to the new one. The open handle keeps the
+ * old object from answering ESTALE, so its name is noted whatever the
+ * command listed: otherwise a new open through the kernel's old entry
+ * would read the old file. Walks the open handles (fs->lock held).
+ */
+static void note_replaced_open_files(struct s3m_fs *fs, struct notes *notes)
+{
+    struct replaced_ctx ctx = {.fs = fs, .notes = notes};
+    fs_files_replaced(fs, note_replaced, &ctx);
 }
 
 static int send_epoch(struct s3m_fs *fs)
@@ -235,6 +228,7 @@ static bool want_epoch(struct s3m_fs *fs, char **keys, size_t count)
         pthread_mutex_lock(&fs->lock);
         size_t known = fs->nodes.count;
         pthread_mutex_unlock(&fs->lock);
+        known += s3m_store_pinned(fs->store);
         if (count < EPOCH_MIN || count < known / 2)
             return false;
     }
@@ -251,14 +245,13 @@ static bool want_epoch(struct s3m_fs *fs, char **keys, size_t count)
     return fs->epoch_support == EPOCH_WORKS;
 }
 
-/* The epoch's notes: the root's attributes (its dentry is never looked up
- * again) and replaced open files; file nodes leave the table. */
+/* The epoch's notes: replaced open files, and the root's attributes (its
+ * dentry is never looked up again). */
 static void collect_epoch_notes(struct s3m_fs *fs, struct notes *notes)
 {
     pthread_mutex_lock(&fs->lock);
     note_replaced_open_files(fs, notes);
     notes_add(notes, 0, fs->root, NULL, 0, false);
-    unlink_file_nodes(fs);
     pthread_mutex_unlock(&fs->lock);
 }
 
@@ -275,25 +268,13 @@ static void collect_notes(struct s3m_fs *fs, char **keys, size_t count,
     pthread_mutex_unlock(&fs->lock);
 }
 
-/* True when key is still a file (fs_kind_of: not shadowed by a directory
- * of its name): its name still leads to the same node, and the kernel's
- * entry may stay (dropping 20,000 entries costs the kernel about 150 ms). */
-static bool still_a_file(struct s3m_fs *fs, const char *key)
-{
-    struct fs_key file = {.store = fs->store, .len = strlen(key)};
-    if (file.len >= sizeof(file.text))
-        return false; /* drop the entry too: always safe */
-    memcpy(file.text, key, file.len + 1);
-    return fs_kind_of(fs, &file) == S_IFREG;
-}
-
-/* A note's entry goes when its name no longer leads where it did: a file
- * key that is no longer a file, a directory gone from the store, or any
- * other node noted (the root's children, replaced open files). */
+/* A note's entry goes when its name no longer leads where it did: a
+ * changed file key (a new object, or none), a directory gone from the
+ * store, or any other node noted (the root's children). */
 static bool entry_gone(struct s3m_fs *fs, const struct entry_note *note)
 {
-    if (note->file_key)
-        return !still_a_file(fs, note->file_key);
+    if (note->file)
+        return true;
     return !note->dir_key || !s3m_store_has_prefix(fs->store, note->dir_key);
 }
 
@@ -306,7 +287,7 @@ static void send_range(struct s3m_fs *fs, struct entry_note *items, size_t count
         if (gone && note->parent && note->name)
             fuse_lowlevel_notify_inval_entry(fs->session, note->parent, note->name,
                                              note->name_len);
-        if ((gone && !note->dir_key) || note->marker || note->file_key)
+        if (note->ino && ((gone && !note->dir_key) || note->marker))
             fuse_lowlevel_notify_inval_inode(fs->session, note->ino, 0, 0);
         free(note->name);
         free(note->dir_key);

@@ -170,21 +170,50 @@ static bool is_dot(const char *name)
  * while it reads it, so no unlink or create comes in between; a write to
  * the file after this read is newer than the request, and the kernel drops
  * these attributes for it (attr_version). False when the entry is gone or
- * is no longer of the kind listed.
+ * is no longer of the kind listed. A file of the live store comes with its
+ * object in *obj (a new reference): its inode.
  */
 static bool entry_now(struct s3m_fs *fs, const struct fs_key *dir,
-                      struct dir_entry *entry)
+                      struct dir_entry *entry, struct s3m_object **obj)
 {
     struct fs_key key = *dir;
+    int rc;
     if (key_append(&key, entry->name, strlen(entry->name), entry->is_dir) != 0)
         return false;
     if (entry->is_dir)        /* -ENOENT: no marker and no key below */
         return fs_stat_dir(fs, &key, &entry->st) == 0;
-    if (fs_stat_file(fs, &key, &entry->st) != 0)
-        return false;
+    if (key.readonly)
+        rc = fs_stat_file(fs, &key, &entry->st);
+    else
+        *obj = fs_open_file(&key, &entry->st, &rc);
     /* a directory of the same name wins over the file (as in fs_kind_of) */
-    return key_append(&key, "", 0, true) == 0 &&
-           !s3m_store_has_prefix(key.store, key.text);
+    if (rc == 0 && key_append(&key, "", 0, true) == 0 &&
+        !s3m_store_has_prefix(key.store, key.text))
+        return true;
+    s3m_object_unref(*obj);
+    *obj = NULL;
+    return false;
+}
+
+/* Adds the entry of a file of the live store (obj, borrowed), pinning it
+ * (undone when it does not fit). */
+static ssize_t add_file_entry(struct s3m_fs *fs, fuse_req_t req,
+                              struct dir_entry *entry, struct s3m_object *obj,
+                              char *buf, size_t room, off_t next)
+{
+    int rc;
+    fuse_ino_t ino = fs_pin(fs, obj, &rc);
+    if (!ino)
+        return rc;
+    struct fuse_entry_param param = {.ino = ino, .attr = entry->st,
+                                     .attr_timeout = fs->timeout,
+                                     .entry_timeout = fs->timeout};
+    param.attr.st_ino = ino;
+    size_t used = fuse_add_direntry_plus(req, buf, room, entry->name, &param, next);
+    if (used <= room)
+        return (ssize_t)used;
+    fs_unpin(fs, ino, 1);
+    return 0;
 }
 
 /* Adds one entry to buf; for plus, counts a lookup (undone when it does not
@@ -194,8 +223,14 @@ static ssize_t add_entry(struct s3m_fs *fs, fuse_req_t req, fuse_ino_t dir,
                          char *buf, size_t room, off_t next, bool plus,
                          bool counted)
 {
-    if (counted && !entry_now(fs, dir_key, entry))
+    struct s3m_object *obj = NULL;
+    if (counted && !entry_now(fs, dir_key, entry, &obj))
         counted = false;      /* gone: a name only, no inode for the kernel */
+    if (obj) {
+        ssize_t used = add_file_entry(fs, req, entry, obj, buf, room, next);
+        s3m_object_unref(obj);
+        return used;
+    }
     if (!counted) {
         /* no entry for the kernel (nodeid 0): just a name; d_ino is a hint */
         struct fuse_entry_param param = {.ino = 0, .attr = entry->st};

@@ -50,6 +50,20 @@ static enum xattr_kind classify(const char *name)
     return XATTR_UNKNOWN_RESERVED;
 }
 
+/* A file of the live store: its object, and its key as it is now. */
+static struct s3m_object *file_target(struct s3m_fs *fs, fuse_ino_t ino,
+                                      struct fs_key *key, int *rc)
+{
+    struct s3m_object *obj = fs_file_object(fs, ino, rc);
+    if (!obj)
+        return NULL;
+    key->store = fs->store;
+    key->readonly = false;
+    int len = s3m_object_key(fs->store, obj, key->text, sizeof(key->text));
+    key->len = len < 0 ? 0 : (size_t)len;
+    return obj;
+}
+
 /* The object holding ino's metadata: a file, or a directory's marker (made
  * when create_marker and the directory is implicit). New reference, or NULL
  * with *rc; *key receives the object's key. */
@@ -57,6 +71,8 @@ static struct s3m_object *xattr_target(struct s3m_fs *fs, fuse_ino_t ino,
                                        bool create_marker, struct fs_key *key,
                                        int *rc)
 {
+    if (ino_is_object(ino))
+        return file_target(fs, ino, key, rc);
     pthread_mutex_lock(&fs->lock);
     struct fs_node *node = node_by_ino(fs, ino);
     *rc = node ? node_key(fs, node, key) : -ENOENT;

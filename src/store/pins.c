@@ -7,7 +7,8 @@
  * one object reference, dropping the last one releases it, so the number
  * stays valid (the object may be detached meanwhile, as an unlinked file
  * stays). Each pinned object is in the store's pin table (its slot in the
- * object: 4 bytes the header had as padding), so the pins the kernel never
+ * object: the 4-byte count and the 4-byte slot make the header 8 bytes
+ * longer, as the count alone would with alignment), so the pins the kernel never
  * dropped (it forgets nothing at unmount) are released with the store.
  * The table costs 8 to 16 bytes a pinned object; a list through the
  * objects would cost 16 on every object.
