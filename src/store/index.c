@@ -209,6 +209,71 @@ void index_insert(struct s3m_store *store, struct s3m_object *obj)
     link_hash(store, obj);
 }
 
+/* Takes obj out of the hash table and the counters (not the skiplist). */
+static void unlink_hash(struct s3m_store *store, struct s3m_object *obj)
+{
+    struct s3m_object **chain = &store->buckets[obj->hash & (store->bucket_count - 1)];
+    while (*chain != obj)
+        chain = &(*chain)->hash_next;
+    *chain = obj->hash_next;
+    obj->hash_next = NULL;
+    obj->attached = false;
+    store->count--;
+    store->key_bytes -= obj->key_len;
+    store->total_size -= s3m_body_size(obj->body);
+}
+
+void index_cut(struct s3m_store *store, struct s3m_object *const *objects,
+               size_t count, struct index_run *run)
+{
+    memset(run, 0, sizeof(*run));
+    if (count == 0)
+        return;
+    struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
+    find_links(store, object_key(objects[0]), objects[0]->key_len, false, update);
+    for (size_t n = 0; n < count; n++) {
+        struct s3m_object *o = objects[n];
+        for (int i = 0; i < o->level; i++) {
+            if (!run->first[i])
+                run->first[i] = o;
+            run->last[i] = o;
+        }
+        if (o->level > run->level)
+            run->level = o->level;
+        unlink_hash(store, o);
+    }
+    for (int i = 0; i < run->level; i++) {
+        struct s3m_object **link = (struct s3m_object **)update[i];
+        *link = run->last[i]->forward[i];
+    }
+    while (store->level > 1 && store->head[store->level - 1] == NULL)
+        store->level--;
+}
+
+void index_paste(struct s3m_store *store, struct index_run *run)
+{
+    struct s3m_object *first = run->first[0];
+    if (!first)
+        return;
+    if (run->level > store->level) {
+        for (int i = store->level; i < run->level; i++)
+            store->head[i] = NULL;
+        store->level = run->level;
+    }
+    struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
+    find_links(store, object_key(first), first->key_len, false, update);
+    for (int i = 0; i < run->level; i++) {
+        struct s3m_object **link = (struct s3m_object **)update[i];
+        run->last[i]->forward[i] = *link;
+        *link = run->first[i];
+    }
+    for (struct s3m_object *o = first;; o = o->forward[0]) {
+        link_hash(store, o);
+        if (o == run->last[0])
+            break;
+    }
+}
+
 void index_remove(struct s3m_store *store, struct s3m_object *obj)
 {
     struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
@@ -220,13 +285,5 @@ void index_remove(struct s3m_store *store, struct s3m_object *obj)
     }
     while (store->level > 1 && store->head[store->level - 1] == NULL)
         store->level--;
-    struct s3m_object **chain = &store->buckets[obj->hash & (store->bucket_count - 1)];
-    while (*chain != obj)
-        chain = &(*chain)->hash_next;
-    *chain = obj->hash_next;
-    obj->hash_next = NULL;
-    obj->attached = false;
-    store->count--;
-    store->key_bytes -= obj->key_len;
-    store->total_size -= s3m_body_size(obj->body);
+    unlink_hash(store, obj);
 }

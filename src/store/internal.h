@@ -123,6 +123,22 @@ struct s3m_object *index_first(const struct s3m_store *store);
 void index_insert(struct s3m_store *store, struct s3m_object *obj);
 /* Unlinks obj; does not drop the index's reference. */
 void index_remove(struct s3m_store *store, struct s3m_object *obj);
+/* A run of objects consecutive in key order, taken out of the index with
+ * their skiplist links among themselves kept, so that it goes back in one
+ * piece: a directory rename moves its keys' run in O(run + log n) instead
+ * of a search per key. */
+struct index_run {
+    struct s3m_object *first[SKIPLIST_MAX_LEVEL]; /* per level; NULL: none */
+    struct s3m_object *last[SKIPLIST_MAX_LEVEL];
+    int level;                     /* levels the run has objects at */
+};
+/* Takes out objects[0..count), consecutive in the skiplist, as run. */
+void index_cut(struct s3m_store *store, struct s3m_object *const *objects,
+               size_t count, struct index_run *run);
+/* Puts run back, its objects re-keyed (hash set) but still in the same
+ * order, where its first key goes: no key of the store may sort between
+ * its first and last keys. */
+void index_paste(struct s3m_store *store, struct index_run *run);
 /* Appending objects in increasing key order (copies of a sorted store):
  * O(1) per object instead of a search. */
 struct index_tail {

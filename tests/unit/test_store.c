@@ -1564,6 +1564,40 @@ static void test_move_prefix(void)
     CHECK_INT(s3m_store_count(store, "big/"), 0);
     CHECK_INT(s3m_store_count(store, "huge/"), 500);
     CHECK(key_holds(store, "huge/123", "big/123", 7));
+    int missing = 0;
+    for (int i = 0; i < 500; i++) {
+        snprintf(key, sizeof(key), "huge/%03d", i);
+        missing += s3m_store_head(store, key, NULL) != 0;
+    }
+    CHECK_INT(missing, 0);
+    struct s3m_list_result list = {0};
+    struct s3m_list_request request = {.prefix = "huge/", .max_keys = 1000};
+    CHECK_INT(s3m_store_list(store, &request, &list), 0);
+    CHECK_INT((int)list.key_count, 500);
+    for (size_t i = 0; i < list.key_count; i++) {
+        snprintf(key, sizeof(key), "huge/%03zu", i);
+        missing += strcmp(list.keys[i], key) != 0;
+    }
+    CHECK_INT(missing, 0);
+    s3m_list_result_release(&list);
+    /* back, between other keys ("hugf", "hug") */
+    CHECK_INT(s3m_store_put(store, "hug", "x", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "hugf", "x", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_move_prefix(store, "huge/", "big/", &moved), 0);
+    CHECK_INT(s3m_store_move_prefix(store, "big/", "huge/", &moved), 0);
+    CHECK_INT(s3m_store_count(store, "huge/"), 500);
+    CHECK(key_holds(store, "hugf", "x", 1));
+    CHECK(key_holds(store, "huge/499", "big/499", 7));
+
+    /* into a directory that has other keys: they merge in key order */
+    CHECK_INT(s3m_store_put(store, "m/a", "1", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "m/c", "3", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_put(store, "t/b", "2", 1, NULL, 0), 0);
+    CHECK_INT(s3m_store_move_prefix(store, "m/", "t/", &moved), 0);
+    CHECK_INT(moved, 2);
+    CHECK(list_is(store, "t/", 0, NULL, "k:t/a\nk:t/b\nk:t/c\n"));
+    CHECK(key_holds(store, "t/c", "3", 1));
+    CHECK(!s3m_store_has_prefix(store, "m/"));
     s3m_store_free(store);
 }
 
