@@ -192,14 +192,18 @@ void index_append(struct s3m_store *store, struct index_tail *tail,
     link_hash(store, obj);
 }
 
+void index_raise_level(struct s3m_store *store, int level)
+{
+    for (int i = store->level; i < level; i++)
+        store->head[i] = NULL;
+    if (level > store->level)
+        store->level = level;
+}
+
 void index_insert(struct s3m_store *store, struct s3m_object *obj)
 {
     struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
-    if (obj->level > store->level) {
-        for (int i = store->level; i < obj->level; i++)
-            store->head[i] = NULL;
-        store->level = obj->level;
-    }
+    index_raise_level(store, obj->level);
     find_links(store, object_key(obj), obj->key_len, false, update);
     for (int i = 0; i < obj->level; i++) {
         struct s3m_object **link = (struct s3m_object **)update[i];
@@ -209,12 +213,20 @@ void index_insert(struct s3m_store *store, struct s3m_object *obj)
     link_hash(store, obj);
 }
 
-/* Takes obj out of the hash table and the counters (not the skiplist). */
-static void unlink_hash(struct s3m_store *store, struct s3m_object *obj)
+/* The link in obj's hash chain that leads to obj (obj is in the table). */
+static struct s3m_object **hash_link(struct s3m_store *store,
+                                     const struct s3m_object *obj)
 {
     struct s3m_object **chain = &store->buckets[obj->hash & (store->bucket_count - 1)];
     while (*chain != obj)
         chain = &(*chain)->hash_next;
+    return chain;
+}
+
+/* Takes obj out of the hash table and the counters (not the skiplist). */
+static void unlink_hash(struct s3m_store *store, struct s3m_object *obj)
+{
+    struct s3m_object **chain = hash_link(store, obj);
     *chain = obj->hash_next;
     obj->hash_next = NULL;
     obj->attached = false;
@@ -255,11 +267,7 @@ void index_paste(struct s3m_store *store, struct index_run *run)
     struct s3m_object *first = run->first[0];
     if (!first)
         return;
-    if (run->level > store->level) {
-        for (int i = store->level; i < run->level; i++)
-            store->head[i] = NULL;
-        store->level = run->level;
-    }
+    index_raise_level(store, run->level);
     struct s3m_object *const *update[SKIPLIST_MAX_LEVEL];
     find_links(store, object_key(first), first->key_len, false, update);
     for (int i = 0; i < run->level; i++) {
@@ -272,6 +280,28 @@ void index_paste(struct s3m_store *store, struct index_run *run)
         if (o == run->last[0])
             break;
     }
+}
+
+void index_exchange(struct s3m_store *store, struct s3m_object **links[],
+                    struct s3m_object *a, struct s3m_object *b)
+{
+    int top = a->level > b->level ? a->level : b->level;
+    for (int i = 0; i < top; i++) {
+        struct s3m_object *after = i < b->level ? b->forward[i] : *links[i];
+        if (i < a->level) {
+            a->forward[i] = after;
+            *links[i] = a;
+            links[i] = &a->forward[i];
+        } else {
+            *links[i] = after;
+        }
+    }
+    struct s3m_object **chain = hash_link(store, b);
+    *chain = a;
+    a->hash_next = b->hash_next;
+    b->hash_next = NULL;
+    a->attached = true;
+    b->attached = false;
 }
 
 void index_remove(struct s3m_store *store, struct s3m_object *obj)

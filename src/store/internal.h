@@ -123,6 +123,14 @@ struct s3m_object *index_first(const struct s3m_store *store);
 void index_insert(struct s3m_store *store, struct s3m_object *obj);
 /* Unlinks obj; does not drop the index's reference. */
 void index_remove(struct s3m_store *store, struct s3m_object *obj);
+/* Makes the skiplist at least level high (new levels empty). */
+void index_raise_level(struct s3m_store *store, int level);
+/* Puts a where b is (b linked, a not; same key, same size), b leaving the
+ * index. links[i] points at the link that leads to b, or past where b
+ * would be, at level i; it is moved past a. For a walk that exchanges
+ * many in key order with no search each (the swap's keep_known). */
+void index_exchange(struct s3m_store *store, struct s3m_object **links[],
+                    struct s3m_object *a, struct s3m_object *b);
 /* A run of objects consecutive in key order, taken out of the index with
  * their skiplist links among themselves kept, so that it goes back in one
  * piece: a directory rename moves its keys' run in O(run + log n) instead

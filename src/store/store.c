@@ -830,12 +830,18 @@ static void swap_pointers(void **a, void **b)
  * over a's body, metadata and times, so swapping source in leaves it
  * exactly as it was: a reload of the same file changes nothing the kernel
  * cached. The MD5 b knew is kept. */
-static void keep_identical(struct s3m_object *a, struct s3m_object *b)
+/* a, which stays for its identical b, keeps the MD5 b knew. */
+static void keep_md5(struct s3m_object *a, const struct s3m_object *b)
 {
     unsigned char md5[16];
 
     if (b->body && body_cached_md5(b->body, md5))
         body_set_md5(a->body, md5);
+}
+
+static void keep_identical(struct s3m_object *a, struct s3m_object *b)
+{
+    keep_md5(a, b);
     swap_pointers((void **)&a->body, (void **)&b->body);
     swap_pointers((void **)&a->meta, (void **)&b->meta);
     b->mtime_ns = a->mtime_ns;
@@ -898,10 +904,9 @@ static void swap_walk(struct s3m_store *store, struct s3m_store *source,
         bool kept = c == 0 && keep && same_content(a, b, *keep);
         bool itself = known && c == 0 && (kept || same_object(a, b)) &&
                       known_not_open(a) && known_add(known, a, b);
-        unsigned char md5[16];
-        if (itself && kept && b->body && body_cached_md5(b->body, md5))
-            body_set_md5(a->body, md5);
-        else if (kept && !itself)
+        if (itself && kept)
+            keep_md5(a, b);
+        else if (kept)
             keep_identical(a, b);   /* b now holds what a held */
         if (changed && !kept && (c != 0 || !same_object(a, b)) &&
             changed(ctx, c <= 0 ? object_key(a) : object_key(b)) != 0)
@@ -913,33 +918,6 @@ static void swap_walk(struct s3m_store *store, struct s3m_store *source,
     }
 }
 
-/* Puts a where b is in the store's index (b is linked, a is not; same
- * key, same size). links[i] points at the link that leads to b, or past
- * where b would be, at level i. Store write-locked. */
-static void index_exchange(struct s3m_store *store, struct s3m_object **links[],
-                           struct s3m_object *a, struct s3m_object *b)
-{
-    int top = a->level > b->level ? a->level : b->level;
-    for (int i = 0; i < top; i++) {
-        struct s3m_object *after = i < b->level ? b->forward[i] : *links[i];
-        if (i < a->level) {
-            a->forward[i] = after;
-            *links[i] = a;
-            links[i] = &a->forward[i];
-        } else {
-            *links[i] = after;
-        }
-    }
-    struct s3m_object **chain = &store->buckets[b->hash & (store->bucket_count - 1)];
-    while (*chain != b)
-        chain = &(*chain)->hash_next;
-    *chain = a;
-    a->hash_next = b->hash_next;
-    b->hash_next = NULL;
-    a->attached = true;
-    b->attached = false;
-}
-
 /* Puts each listed store object (a, taken out with the old contents,
  * first's chain) back in the store in place of its equal b, which takes
  * a's place in the old chain, so that whoever frees that chain drops b's
@@ -949,13 +927,8 @@ static void keep_known(struct s3m_store *store, struct s3m_object **first,
                        const struct known_pairs *known)
 {
     struct s3m_object **links[SKIPLIST_MAX_LEVEL];
-    int level = store->level;
     for (size_t i = 0; i < known->count; i++)
-        if (known->items[2 * i]->level > level)
-            level = known->items[2 * i]->level;
-    for (int i = store->level; i < level; i++)
-        store->head[i] = NULL;
-    store->level = level;
+        index_raise_level(store, known->items[2 * i]->level);
     for (int i = 0; i < SKIPLIST_MAX_LEVEL; i++)
         links[i] = &store->head[i];
     struct s3m_object **old = first;
