@@ -283,6 +283,11 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     fuse_daemonize(cmdline->foreground);
     start_helpers(fs, ctl, opts); /* threads only after the fork of daemonize */
     s3m_log("mounted bucket '%s' at %s", s3m_store_bucket(store), cmdline->mountpoint);
+    /* the tunables malloc runs with (see heap_on_huge_pages): glibc cuts
+     * the copy /proc/PID/environ shows at the first one */
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (tunables)
+        s3m_log("malloc: GLIBC_TUNABLES=%s", tunables);
     signal_ready(opts->ready_file);
     if (cmdline->singlethread)
         rc = fuse_session_loop(se);
@@ -309,21 +314,52 @@ destroy:
     return rc;
 }
 
+/* Writes have followed by each of our tunables whose name have does not
+ * already hold into value (size bytes). false when it does not fit. */
+static bool tunables_with_ours(char *value, size_t size, const char *have)
+{
+    static const char *const ours[] = {"glibc.malloc.hugetlb=1",
+                                       "glibc.malloc.top_pad=33554432",
+                                       "glibc.malloc.arena_max=1"};
+    size_t used = strlen(have);
+
+    if (used >= size)
+        return false;
+    memcpy(value, have, used + 1);
+    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+        size_t name_len = strcspn(ours[i], "=");
+        char name[64];
+        int n;
+
+        snprintf(name, sizeof(name), "%.*s=", (int)name_len, ours[i]);
+        if (strstr(have, name))
+            continue;
+        n = snprintf(value + used, size - used, "%s%s", used ? ":" : "",
+                     ours[i]);
+        if (n < 0 || (size_t)n >= size - used)
+            return false;
+        used += (size_t)n;
+    }
+    return true;
+}
+
 /* The heap on transparent huge pages. On this project's VM the first touch
  * of a 4 KiB page costs about 10 us, of a 2 MiB one about 0.5 us per
  * 4 KiB: bodies written or loaded are fresh memory, so a 1 GiB write ran at
  * 210 to 320 MB/s on small pages and 530 to 850 MB/s on huge ones.
  * glibc's malloc takes huge pages (madvise) only when the GLIBC_TUNABLES
  * it read at startup say so, with a top pad that grows its heaps 32 MiB
- * at a time (huge pages need whole 2 MiB ranges): so the daemon sets them
- * and runs itself again, once, before anything else. Skipped when the
- * kernel has huge pages off, when GLIBC_TUNABLES already names hugetlb
- * (ours, or the user's choice) or with S3MEM_HUGE_PAGES=0; a failed exec
- * goes on with small pages. */
+ * at a time (huge pages need whole 2 MiB ranges), and in one arena: a
+ * thread's own arena is advised for huge pages only as far as its first
+ * 32 MiB (glibc 2.36 advises a thread heap when it maps it, not when it
+ * grows), so an import's records landed on small pages (2,700 faults
+ * where one arena takes 10). So the daemon sets them and runs itself
+ * again, once, before anything else. A tunable the user already set is
+ * kept. Skipped when the kernel has huge pages off, when GLIBC_TUNABLES
+ * already names hugetlb (ours, or the user's choice) or with
+ * S3MEM_HUGE_PAGES=0; a failed exec goes on with small pages. */
 static void heap_on_huge_pages(char *argv[])
 {
-    static const char ours[] =
-        "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=33554432";
     const char *have = getenv("GLIBC_TUNABLES");
     const char *opt_out = getenv("S3MEM_HUGE_PAGES");
     char mode[128] = "";
@@ -343,8 +379,7 @@ static void heap_on_huge_pages(char *argv[])
     if (!strstr(mode, "[always]") && !strstr(mode, "[madvise]"))
         return;
     size_t have_len = have ? strlen(have) : 0;
-    if (snprintf(value, sizeof(value), "%s%s%s", have ? have : "",
-                 have_len ? ":" : "", ours) >= (int)sizeof(value))
+    if (!tunables_with_ours(value, sizeof(value), have ? have : ""))
         return;
     /* the binary's own path, not /proc/self/exe: ps and pgrep name a
      * process after the file it ran */

@@ -253,7 +253,7 @@ tunables() {
   tr '\0' '\n' <"/proc/$1/environ" | sed -n 's/^GLIBC_TUNABLES=//p'
 }
 
-@test "the daemon runs itself again once with its heap on huge pages, same pid and name; S3MEM_HUGE_PAGES=0 skips it" {
+@test "the daemon runs itself again once with its heap on huge pages in one arena, same pid and name; a tunable of the user's stays; S3MEM_HUGE_PAGES=0 skips it" {
   [ -r /sys/kernel/mm/transparent_hugepage/enabled ] || skip "no transparent huge pages"
   grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled && skip "huge pages are off"
   [ -z "${GLIBC_TUNABLES:-}" ] || skip "GLIBC_TUNABLES is set by the caller"
@@ -261,7 +261,17 @@ tunables() {
   echo hello >"$MNT/f"
   [ "$(cat "$MNT/f")" = hello ]
   [ "$(cat "/proc/$S3MEM_PID/comm")" = s3mem ]
-  [[ $(tunables "$S3MEM_PID") == *glibc.malloc.hugetlb=1* ]]
+  [[ $(tunables "$S3MEM_PID") == glibc.malloc.hugetlb=1* ]]
+  # glibc cuts /proc/PID/environ's copy at the first tunable; the log has all
+  grep -qx '.* s3mem: malloc: GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.top_pad=33554432:glibc.malloc.arena_max=1' "$LOG"
+  s3mem_unmount
+
+  export GLIBC_TUNABLES=glibc.malloc.arena_max=4
+  s3mem_mount
+  unset GLIBC_TUNABLES
+  echo again >"$MNT/f"
+  [ "$(cat "$MNT/f")" = again ]
+  grep -qx '.* s3mem: malloc: GLIBC_TUNABLES=glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1:glibc.malloc.top_pad=33554432' "$LOG"
   s3mem_unmount
 
   export S3MEM_HUGE_PAGES=0
