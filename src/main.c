@@ -314,8 +314,8 @@ destroy:
     return rc;
 }
 
-/* Writes have followed by each of our tunables whose name have does not
- * already hold into value (size bytes). false when it does not fit. */
+/* Writes into value (size bytes) the user's tunables (have), then each of
+ * ours that have does not already name. false when they do not fit. */
 static bool tunables_with_ours(char *value, size_t size, const char *have)
 {
     static const char *const ours[] = {"glibc.malloc.hugetlb=1",
