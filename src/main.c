@@ -244,12 +244,39 @@ static int run_libfuse_loop(struct fuse_session *se, const struct fuse_cmdline_o
     return rc;
 }
 
+/* The number in environment variable name (digits only), or fallback. */
+static unsigned long env_number(const char *name, unsigned long fallback)
+{
+    const char *text = getenv(name);
+    char *end;
+
+    if (!text || !*text)
+        return fallback;
+    errno = 0;
+    unsigned long value = strtoul(text, &end, 10);
+    if (*end || errno || text[0] == '-' || value > UINT_MAX) {
+        s3m_log("%s='%s' is not a number: using %lu", name, text, fallback);
+        return fallback;
+    }
+    return value;
+}
+
+/* Starts the trimmer with S3MEM_TRIM_MS (how long the store must be still,
+ * 0 for never) and S3MEM_TRIM_MIN_MB (free heap worth trimming). */
+static void start_trimmer(struct s3m_store *store)
+{
+    unsigned long ms = env_number("S3MEM_TRIM_MS", 2000);
+    unsigned long min_mb = env_number("S3MEM_TRIM_MIN_MB", 16);
+    if (s3m_store_trimmer_start(store, (unsigned)ms, (size_t)min_mb << 20) != 0)
+        s3m_log("cannot start the heap trimmer: freed memory stays in the heap");
+}
+
 /* Starts the threads beside the request loop: the cache notifier, the
- * reaper and autopersist. They start with SIGINT, SIGTERM and SIGHUP
- * blocked, as the loop's workers do, so that libfuse's handlers run on the
- * thread that waits for them. */
-static void start_helpers(struct s3m_fs *fs, struct s3m_ctl *ctl,
-                          const struct options *opts)
+ * reaper, the heap trimmer and autopersist. They start with SIGINT, SIGTERM
+ * and SIGHUP blocked, as the loop's workers do, so that libfuse's handlers
+ * run on the thread that waits for them. */
+static void start_helpers(struct s3m_store *store, struct s3m_fs *fs,
+                          struct s3m_ctl *ctl, const struct options *opts)
 {
     sigset_t signals, old;
     sigemptyset(&signals);
@@ -260,6 +287,7 @@ static void start_helpers(struct s3m_fs *fs, struct s3m_ctl *ctl,
     s3m_fs_start(fs);
     if (s3m_store_reaper_start() != 0)
         s3m_log("cannot start the reaper: commands free what they replace");
+    start_trimmer(store);
     if ((opts->autopersist || opts->autopersist_ms) &&
         s3m_ctl_start_autopersist(ctl, opts->autopersist_ms) != 0)
         s3m_log("cannot start autopersist");
@@ -281,7 +309,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     if (fuse_session_mount(se, cmdline->mountpoint) != 0)
         goto signals;
     fuse_daemonize(cmdline->foreground);
-    start_helpers(fs, ctl, opts); /* threads only after the fork of daemonize */
+    start_helpers(store, fs, ctl, opts); /* threads only after daemonize's fork */
     s3m_log("mounted bucket '%s' at %s", s3m_store_bucket(store), cmdline->mountpoint);
     /* the tunables malloc runs with (see heap_on_huge_pages): glibc cuts
      * the copy /proc/PID/environ shows at the first one */
@@ -304,6 +332,7 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cmdline,
     s3m_ctl_stop_autopersist(ctl);
     if (s3m_ctl_persist(ctl, false) != 0)
         rc = 1;
+    s3m_store_trimmer_stop();
     s3m_store_reaper_stop();
     fuse_session_unmount(se);
     s3m_log("unmounted %s", cmdline->mountpoint);

@@ -248,6 +248,32 @@ loop_roundtrip() {
   ((threads >= 4)) || { echo "daemon has $threads threads, want at least 4"; false; }
 }
 
+# trimmed: the log holds the trimmer's line for a still store of S3MEM_TRIM_MS 200
+trimmed() {
+  grep -q ' s3mem: heap: the store was still for 200 ms; gave free memory back to the system' "$LOG"
+}
+
+@test "once the store has been still for S3MEM_TRIM_MS after changes, the daemon gives its free heap memory back and says so; a bad value is named" {
+  load control_helpers
+  export S3MEM_TRIM_MS=200 S3MEM_TRIM_MIN_MB=0
+  s3mem_mount
+  unset S3MEM_TRIM_MS S3MEM_TRIM_MIN_MB
+  mkdir "$MNT/d"
+  for i in $(seq 200); do echo "file $i" >"$MNT/d/f$i"; done
+  rm -rf "$MNT/d"
+  wait_until 10 trimmed
+  # the files are gone and the bucket still works
+  [ -z "$(ls "$MNT")" ]
+  echo after >"$MNT/g"
+  [ "$(cat "$MNT/g")" = after ]
+  s3mem_unmount
+
+  export S3MEM_TRIM_MS=soon
+  s3mem_mount
+  unset S3MEM_TRIM_MS
+  grep -q " s3mem: S3MEM_TRIM_MS='soon' is not a number: using 2000$" "$LOG"
+}
+
 # tunables PID: the GLIBC_TUNABLES the process started with, or nothing.
 tunables() {
   tr '\0' '\n' <"/proc/$1/environ" | sed -n 's/^GLIBC_TUNABLES=//p'

@@ -351,6 +351,26 @@ awk -v b="$before" -v a="$after" -v s="$after_snapshot" -v n="$memory_count" 'BE
   printf "per object: %.0f bytes, %.0f bytes beyond the 24-byte name\n", (a - b) / n, (a - b) / n - 24
   printf "snapshot:   +%.1f MiB, %.0f bytes per object\n", (s - a) / 1048576, (s - a) / n
 }'
+# everything deleted: the heap trimmer gives the memory back once the store
+# has been still for S3MEM_TRIM_MS (2 s); skipped at smoke size, where the
+# heap never holds enough free memory to be trimmed
+if ((memory_count >= 50000)); then
+  trims() { grep -c ' s3mem: heap: .* gave free memory back' "$s3mem_log" || true; }
+  trims_before=$(trims)
+  rmdir "$s3mem_mnt/.s3mem/snapshots/snapshot-mem"
+  rm_start=$EPOCHREALTIME
+  rm -rf "$s3mem_mnt/mem"
+  rm_end=$EPOCHREALTIME
+  for _ in $(seq 300); do
+    (($(trims) > trims_before)) && break
+    sleep 0.05
+  done
+  awk -v r="$(rss_bytes)" -v s="$rm_start" -v e="$rm_end" -v t="$EPOCHREALTIME" \
+      -v done="$(($(trims) > trims_before))" 'BEGIN {
+    printf "deleted:    rm -rf in %.1f s; RSS %.1f MiB %.1f s after it (%s)\n", e - s,
+           r / 1048576, t - e, done ? "trimmed" : "no trim within 15 s"
+  }'
+fi
 s3mem_stop
 # the same keys put straight into a store, without FUSE (small pages): what
 # the daemon holds beyond this is the filesystem's node per file

@@ -1,0 +1,167 @@
+/*
+ * trimmer.c - gives the heap's free memory back to the system once the
+ * store has been still for a while.
+ *
+ * Design note: glibc's malloc returns memory to the system only from the
+ * top of its heap; what objects leave in the middle stays in the process.
+ * 100,000 files of 1 KiB created and then removed with rm -rf left the
+ * daemon at 136 MiB of RSS, where malloc_trim(0) brings it to 6 MiB. The
+ * memory is reused by the next allocations, and on this project's VM fresh
+ * memory costs (see README, Performance), so the trimmer waits for the
+ * store to be still: every interval it reads the store's generation and
+ * the heap's free bytes (mallinfo2); a change of the first, or a growth of
+ * the second by more than 1 MiB (the reaper frees after commands return),
+ * marks activity, and
+ * the next interval without any, with at least min_free bytes free, trims.
+ * A busy daemon is never trimmed; an idle one is trimmed once per burst.
+ *
+ * Locking: trimmer.lock guards every field of trimmer. malloc_trim and
+ * mallinfo2 take malloc's own lock; no store lock is taken here (the
+ * generation is an atomic), so the thread never waits for a request.
+ */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "s3mem/util.h"
+
+/* Growth of the heap's free bytes that counts as activity: requests that
+ * change nothing still allocate and free a little. */
+#define ACTIVITY_SLACK ((size_t)1 << 20)
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;           /* stop */
+    struct s3m_store *store;       /* borrowed: outlives the thread */
+    unsigned interval_ms;
+    size_t min_free;
+    bool running;
+    bool stop;
+    pthread_t thread;
+} trimmer = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Resident memory of the process in MiB, or -1. */
+static long rss_mib(void)
+{
+    long pages = -1, resident = -1;
+    FILE *file = fopen("/proc/self/statm", "re");
+    if (!file)
+        return -1;
+    if (fscanf(file, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(file);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024) / 1024;
+}
+
+static size_t heap_free(void)
+{
+    struct mallinfo2 info = mallinfo2();
+    return info.fordblks;
+}
+
+static void trim(void)
+{
+    long before = rss_mib();
+    size_t free_bytes = heap_free();
+    malloc_trim(0);
+    s3m_log("heap: the store was still for %u ms; gave free memory back to "
+            "the system (%zu MiB free in the heap; RSS %ld -> %ld MiB)",
+            trimmer.interval_ms, free_bytes >> 20, before, rss_mib());
+}
+
+/* Waits one interval or until stop; true when stopped. Lock held. */
+static bool wait_interval(void)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += trimmer.interval_ms / 1000;
+    until.tv_nsec += (long)(trimmer.interval_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    /* 0: woken (stop, or spuriously); anything else ends the interval */
+    while (!trimmer.stop &&
+           pthread_cond_timedwait(&trimmer.wake, &trimmer.lock, &until) == 0)
+        ;
+    return trimmer.stop;
+}
+
+static void *trimmer_main(void *arg)
+{
+    (void)arg;
+    uint64_t seen = s3m_store_generation(trimmer.store);
+    size_t seen_free = heap_free();
+    bool active = false;
+
+    pthread_mutex_lock(&trimmer.lock);
+    while (!wait_interval()) {
+        uint64_t now = s3m_store_generation(trimmer.store);
+        size_t now_free = heap_free();
+        if (now != seen || now_free > seen_free + ACTIVITY_SLACK) {
+            active = true;                  /* wait for a still interval */
+        } else if (active) {
+            active = false;
+            if (now_free >= trimmer.min_free) {
+                trim();
+                now_free = heap_free();
+            }
+        }
+        seen = now;
+        seen_free = now_free;
+    }
+    pthread_mutex_unlock(&trimmer.lock);
+    return NULL;
+}
+
+int s3m_store_trimmer_start(struct s3m_store *store, unsigned interval_ms,
+                            size_t min_free)
+{
+    pthread_condattr_t attr;
+    int rc = 0;
+
+    if (interval_ms == 0)
+        return 0;
+    pthread_mutex_lock(&trimmer.lock);
+    if (!trimmer.running) {
+        rc = -pthread_condattr_init(&attr);
+        if (rc == 0) {
+            pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+            rc = -pthread_cond_init(&trimmer.wake, &attr);
+            pthread_condattr_destroy(&attr);
+        }
+        if (rc == 0) {
+            trimmer.store = store;
+            trimmer.interval_ms = interval_ms;
+            trimmer.min_free = min_free;
+            trimmer.stop = false;
+            rc = -pthread_create(&trimmer.thread, NULL, trimmer_main, NULL);
+            if (rc)
+                pthread_cond_destroy(&trimmer.wake);
+        }
+        trimmer.running = rc == 0;
+    }
+    pthread_mutex_unlock(&trimmer.lock);
+    return rc;
+}
+
+void s3m_store_trimmer_stop(void)
+{
+    pthread_mutex_lock(&trimmer.lock);
+    bool running = trimmer.running;
+    trimmer.stop = true;
+    if (running)
+        pthread_cond_signal(&trimmer.wake);
+    pthread_mutex_unlock(&trimmer.lock);
+    if (!running)
+        return;
+    pthread_join(trimmer.thread, NULL);
+    pthread_mutex_lock(&trimmer.lock);
+    trimmer.running = false;
+    pthread_cond_destroy(&trimmer.wake);
+    pthread_mutex_unlock(&trimmer.lock);
+}
