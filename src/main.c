@@ -261,7 +261,7 @@ static unsigned long env_number(const char *name, unsigned long fallback)
     return value;
 }
 
-/* Starts the trimmer with S3MEM_TRIM_MS (how long the store must be still,
+/* Starts the trimmer with S3MEM_TRIM_MS (how long the daemon must be idle,
  * 0 for never) and S3MEM_TRIM_MIN_MB (free heap worth trimming). */
 static void start_trimmer(struct s3m_store *store)
 {

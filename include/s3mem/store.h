@@ -132,10 +132,10 @@ uint64_t s3m_body_memory_used(void);
  * the call). Stop frees whatever is still waiting. 0 or -errno. */
 int s3m_store_reaper_start(void);
 void s3m_store_reaper_stop(void);
-/* Starts the trimmer thread (trimmer.c): once store has not changed for
- * interval_ms after a change, and malloc holds at least min_free free
- * bytes, it gives the heap's free memory back to the system
- * (malloc_trim) and logs it. interval_ms 0 starts nothing. store must
+/* Starts the trimmer thread (trimmer.c): once the daemon has been idle
+ * for interval_ms after activity (store unchanged, next to no CPU used)
+ * and malloc holds at least min_free free bytes, it gives the heap's free
+ * memory back to the system (malloc_trim) and logs it. interval_ms 0 starts nothing. store must
  * outlive the thread: stop it first. 0 or -errno. */
 int s3m_store_trimmer_start(struct s3m_store *store, unsigned interval_ms,
                             size_t min_free);

@@ -1,6 +1,6 @@
 /*
  * trimmer.c - gives the heap's free memory back to the system once the
- * store has been still for a while.
+ * daemon has been idle for a while.
  *
  * Design note: glibc's malloc returns memory to the system only from the
  * top of its heap; what objects leave in the middle stays in the process.
@@ -8,12 +8,14 @@
  * daemon at 136 MiB of RSS, where malloc_trim(0) brings it to 6 MiB. The
  * memory is reused by the next allocations, and on this project's VM fresh
  * memory costs (see README, Performance), so the trimmer waits for the
- * store to be still: every interval it reads the store's generation and
- * the heap's free bytes (mallinfo2); a change of the first, or a growth of
- * the second by more than 1 MiB (the reaper frees after commands return),
- * marks activity, and
- * the next interval without any, with at least min_free bytes free, trims.
- * A busy daemon is never trimmed; an idle one is trimmed once per burst.
+ * daemon to be idle: every interval it reads the store's generation, the
+ * heap's free bytes (mallinfo2) and the process's CPU time; a change of
+ * the first, a growth of the second by more than 1 MiB (the reaper frees
+ * after commands return) or more than 1% of the interval in CPU time
+ * (requests that change nothing, such as reads: malloc_trim holds malloc's
+ * lock while it walks the heap, which would stall them) marks activity.
+ * The next interval without any, with at least min_free bytes free, trims.
+ * A busy daemon is never trimmed; an idle one once per burst.
  *
  * Locking: trimmer.lock guards every field of trimmer. malloc_trim and
  * mallinfo2 take malloc's own lock; no store lock is taken here (the
@@ -57,6 +59,15 @@ static long rss_mib(void)
     return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024) / 1024;
 }
 
+/* CPU time of the whole process (every thread), in ms. */
+static double process_cpu_ms(void)
+{
+    struct timespec t;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) != 0)
+        return 0;
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
 static size_t heap_free(void)
 {
     struct mallinfo2 info = mallinfo2();
@@ -68,8 +79,8 @@ static void trim(void)
     long before = rss_mib();
     size_t free_bytes = heap_free();
     malloc_trim(0);
-    s3m_log("heap: the store was still for %u ms; gave free memory back to "
-            "the system (%zu MiB free in the heap; RSS %ld -> %ld MiB)",
+    s3m_log("heap: idle for %u ms; gave free memory back to the system "
+            "(%zu MiB free in the heap; RSS %ld -> %ld MiB)",
             trimmer.interval_ms, free_bytes >> 20, before, rss_mib());
 }
 
@@ -96,23 +107,29 @@ static void *trimmer_main(void *arg)
     (void)arg;
     uint64_t seen = s3m_store_generation(trimmer.store);
     size_t seen_free = heap_free();
+    double seen_cpu = process_cpu_ms();
     bool active = false;
 
     pthread_mutex_lock(&trimmer.lock);
+    double quiet_cpu = trimmer.interval_ms / 100.0;
     while (!wait_interval()) {
         uint64_t now = s3m_store_generation(trimmer.store);
         size_t now_free = heap_free();
-        if (now != seen || now_free > seen_free + ACTIVITY_SLACK) {
+        double now_cpu = process_cpu_ms();
+        if (now != seen || now_free > seen_free + ACTIVITY_SLACK ||
+            now_cpu - seen_cpu > quiet_cpu) {
             active = true;                  /* wait for a still interval */
         } else if (active) {
             active = false;
             if (now_free >= trimmer.min_free) {
                 trim();
                 now_free = heap_free();
+                now_cpu = process_cpu_ms();   /* the trim's own time */
             }
         }
         seen = now;
         seen_free = now_free;
+        seen_cpu = now_cpu;
     }
     pthread_mutex_unlock(&trimmer.lock);
     return NULL;

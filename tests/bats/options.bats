@@ -248,12 +248,12 @@ loop_roundtrip() {
   ((threads >= 4)) || { echo "daemon has $threads threads, want at least 4"; false; }
 }
 
-# trimmed: the log holds the trimmer's line for a still store of S3MEM_TRIM_MS 200
+# trimmed: the log holds the trimmer's line for S3MEM_TRIM_MS=200
 trimmed() {
-  grep -q ' s3mem: heap: the store was still for 200 ms; gave free memory back to the system' "$LOG"
+  grep -q ' s3mem: heap: idle for 200 ms; gave free memory back to the system (' "$LOG"
 }
 
-@test "once the store has been still for S3MEM_TRIM_MS after changes, the daemon gives its free heap memory back and says so; a bad value is named" {
+@test "once it has been idle for S3MEM_TRIM_MS after changes, the daemon gives its free heap memory back and says so; a bad value is named" {
   load control_helpers
   export S3MEM_TRIM_MS=200 S3MEM_TRIM_MIN_MB=0
   s3mem_mount

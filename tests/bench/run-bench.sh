@@ -351,8 +351,8 @@ awk -v b="$before" -v a="$after" -v s="$after_snapshot" -v n="$memory_count" 'BE
   printf "per object: %.0f bytes, %.0f bytes beyond the 24-byte name\n", (a - b) / n, (a - b) / n - 24
   printf "snapshot:   +%.1f MiB, %.0f bytes per object\n", (s - a) / 1048576, (s - a) / n
 }'
-# everything deleted: the heap trimmer gives the memory back once the store
-# has been still for S3MEM_TRIM_MS (2 s); skipped at smoke size, where the
+# everything deleted: the heap trimmer gives the memory back once the daemon
+# has been idle for S3MEM_TRIM_MS (2 s); skipped at smoke size, where the
 # heap never holds enough free memory to be trimmed
 if ((memory_count >= 50000)); then
   trims() { grep -c ' s3mem: heap: .* gave free memory back' "$s3mem_log" || true; }
