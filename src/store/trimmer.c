@@ -105,13 +105,13 @@ static bool wait_interval(void)
 static void *trimmer_main(void *arg)
 {
     (void)arg;
+    pthread_mutex_lock(&trimmer.lock);
     uint64_t seen = s3m_store_generation(trimmer.store);
     size_t seen_free = heap_free();
     double seen_cpu = process_cpu_ms();
+    double quiet_cpu = trimmer.interval_ms / 100.0;
     bool active = false;
 
-    pthread_mutex_lock(&trimmer.lock);
-    double quiet_cpu = trimmer.interval_ms / 100.0;
     while (!wait_interval()) {
         uint64_t now = s3m_store_generation(trimmer.store);
         size_t now_free = heap_free();
